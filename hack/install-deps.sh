@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# install-deps.sh installs the Debian packages the build, the tests and the
+# node sandbox need. Idempotent: it only calls apt when something is missing.
+#
+#   hack/install-deps.sh            runtime + test deps (runc, reference CNI plugins, busybox)
+#   hack/install-deps.sh --reference  also Debian's containerd (the benchmark/conformance reference)
+set -euo pipefail
+
+pkgs=(runc containernetworking-plugins busybox iproute2 nftables util-linux kmod procps)
+if [[ "${1:-}" == "--reference" ]]; then
+	pkgs+=(containerd)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+# Package scripts must not start daemons (containerd) on this machine: a
+# policy-rc.d that answers 101 makes invoke-rc.d skip them. Removed on exit
+# only if we created it.
+created_policy=""
+if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+	chmod +x /usr/sbin/policy-rc.d
+	created_policy=1
+fi
+cleanup() { [[ -n "$created_policy" ]] && rm -f /usr/sbin/policy-rc.d; }
+trap cleanup EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# test.sh: everything CI runs, in the order a failure is cheapest to find.
+# Run as root on Debian 12: the integration tests create (and remove) their
+# own network namespaces, bridges and runc containers; nothing touches the
+# root network namespace.
+#
+#   hack/test.sh            verify + unit + root integration tests
+#   hack/test.sh -short     verify + tests that need no root
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+short=""
+[[ "${1:-}" == "-short" ]] && short="-short"
+
+if [[ $(id -u) -eq 0 ]]; then
+	hack/install-deps.sh
+fi
+
+echo "== verify"
+hack/verify.sh
+
+echo "== go test"
+go test $short -count=1 -timeout 30m ./...

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# verify.sh: the static gates CI runs before any test: gofmt, go vet, and the
+# dependency budget of the CNI plugin binary (it runs once per pod, so it must
+# stay lean: no client-go, no gRPC).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fail=0
+unformatted=$(gofmt -l $(git ls-files '*.go'; git ls-files --others --exclude-standard '*.go') 2>/dev/null || true)
+if [[ -n "$unformatted" ]]; then
+	echo "gofmt: these files need formatting:" >&2
+	echo "$unformatted" >&2
+	fail=1
+fi
+
+go vet ./... || fail=1
+
+forbidden='^(k8s.io/client-go|google.golang.org/grpc)(/|$)'
+if bad=$(go list -deps ./cmd/cni-bridge | grep -E "$forbidden"); then
+	echo "cmd/cni-bridge must not depend on client-go or gRPC, but pulls in:" >&2
+	echo "$bad" | head -20 >&2
+	fail=1
+fi
+
+exit $fail
