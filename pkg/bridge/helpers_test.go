@@ -1,0 +1,7 @@
+package bridge
+
+import "net/netip"
+
+var noAddr netip.Addr
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
