@@ -6,7 +6,7 @@
 #   hack/install-deps.sh --reference  also Debian's containerd (the benchmark/conformance reference)
 set -euo pipefail
 
-pkgs=(runc containernetworking-plugins busybox iproute2 nftables util-linux kmod procps)
+pkgs=(runc containernetworking-plugins busybox iproute2 nftables util-linux kmod procps gcc libc6-dev)
 if [[ "${1:-}" == "--reference" ]]; then
 	pkgs+=(containerd)
 fi

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Config is cri-shim's configuration: every flag is also a key of the
+// TOML file given with --config, and flags win over the file.
+type Config struct {
+	Listen            string `toml:"listen"`
+	Root              string `toml:"root"`
+	State             string `toml:"state"`
+	CNIConfDir        string `toml:"cni_conf_dir"`
+	CNIBinDir         string `toml:"cni_bin_dir"`
+	RegistryConfigDir string `toml:"registry_config_dir"`
+	Runtime           string `toml:"runtime"`
+	PauseImage        string `toml:"pause_image"`
+	StreamAddress     string `toml:"stream_address"`
+	CgroupDriver      string `toml:"cgroup_driver"`
+	MetricsAddress    string `toml:"metrics_address"`
+}
+
+func defaultConfig() Config {
+	return Config{
+		Listen:            "/run/cri-shim/cri-shim.sock",
+		Root:              "/var/lib/cri-shim",
+		State:             "/run/cri-shim",
+		CNIConfDir:        "/etc/cni/net.d",
+		CNIBinDir:         "/opt/cni/bin",
+		RegistryConfigDir: "/etc/cri-shim/certs.d",
+		Runtime:           "runc",
+		StreamAddress:     "127.0.0.1:0",
+		CgroupDriver:      "cgroupfs",
+	}
+}
+
+// bindFlags registers the flags on fs, with defaults from c.
+func (c *Config) bindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Listen, "listen", c.Listen, "unix socket to serve the CRI on")
+	fs.StringVar(&c.Root, "root", c.Root, "persistent state directory (images, records)")
+	fs.StringVar(&c.State, "state", c.State, "volatile state directory (runtime state, netns pins, monitor)")
+	fs.StringVar(&c.CNIConfDir, "cni-conf-dir", c.CNIConfDir, "CNI network config directory")
+	fs.StringVar(&c.CNIBinDir, "cni-bin-dir", c.CNIBinDir, "CNI plugin directories, separated by ':'")
+	fs.StringVar(&c.RegistryConfigDir, "registry-config-dir", c.RegistryConfigDir, "registry hosts config (containerd's certs.d layout: <host>/hosts.toml)")
+	fs.StringVar(&c.Runtime, "runtime", c.Runtime, "OCI runtime binary (runc; crun takes the same command line)")
+	fs.StringVar(&c.PauseImage, "pause-image", c.PauseImage, "image for pause containers (default: the built-in pause, no registry needed)")
+	fs.StringVar(&c.StreamAddress, "stream-address", c.StreamAddress, "host:port of the exec/attach/port-forward streaming server")
+	fs.StringVar(&c.CgroupDriver, "cgroup-driver", c.CgroupDriver, "cgroup driver: cgroupfs or systemd (must match kubelet's)")
+	fs.StringVar(&c.MetricsAddress, "metrics-address", c.MetricsAddress, "host:port to serve Prometheus metrics on (empty: off)")
+}
+
+// load parses the config file (if any) and then the flags, so flags win.
+func load(args []string, fs *flag.FlagSet) (Config, error) {
+	cfg := defaultConfig()
+	// Find --config first: the file sets defaults the flags then override.
+	path := ""
+	for i, a := range args {
+		if v, ok := strings.CutPrefix(a, "--config="); ok {
+			path = v
+		} else if v, ok := strings.CutPrefix(a, "-config="); ok {
+			path = v
+		} else if (a == "--config" || a == "-config") && i+1 < len(args) {
+			path = args[i+1]
+		}
+	}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("read config: %w", err)
+		}
+		dec := toml.NewDecoder(strings.NewReader(string(data)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&cfg); err != nil {
+			return cfg, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	var ignored string
+	fs.StringVar(&ignored, "config", path, "TOML config file; every flag is also a key (listen, root, state, cni_conf_dir, ...)")
+	cfg.bindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if cfg.CgroupDriver != "cgroupfs" && cfg.CgroupDriver != "systemd" {
+		return cfg, fmt.Errorf("--cgroup-driver must be cgroupfs or systemd, not %q", cfg.CgroupDriver)
+	}
+	return cfg, nil
+}

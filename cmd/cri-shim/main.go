@@ -1,0 +1,196 @@
+// Command cri-shim is a Kubernetes CRI runtime: it serves the CRI
+// RuntimeService and ImageService on a unix socket, runs every pod as a
+// network namespace plus a pause container, and its containers with runc
+// under a node-wide monitor (cri-shim-monitor) that outlives it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-shim/cri-shim/pkg/cri"
+	"github.com/cri-shim/cri-shim/pkg/image"
+	"github.com/cri-shim/cri-shim/pkg/pod"
+)
+
+// Version is set at build time (-ldflags "-X main.Version=...").
+var Version = "dev"
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "cri-shim:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) > 0 && args[0] == "images" {
+		return imagesCommand(args[1:])
+	}
+	fs := flag.NewFlagSet("cri-shim", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	version := fs.Bool("version", false, "print the version and exit")
+	cfg, err := load(args, fs)
+	if err != nil {
+		return err
+	}
+	if *version {
+		fmt.Println("cri-shim", Version)
+		return nil
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, cfg)
+}
+
+// helperBinary finds a companion program: next to our executable first,
+// then on PATH.
+func helperBinary(name string) (string, error) {
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), name)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("%s not found next to cri-shim or on PATH (hack/build.sh builds it)", name)
+	}
+	return p, nil
+}
+
+func serve(ctx context.Context, cfg Config) error {
+	logger := klog.FromContext(ctx)
+	for _, d := range []string{cfg.Root, cfg.State, filepath.Dir(cfg.Listen)} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return err
+		}
+	}
+	monitorBin, err := helperBinary("cri-shim-monitor")
+	if err != nil {
+		return err
+	}
+	pauseBin, err := helperBinary("cri-shim-pause")
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	var pods *pod.Manager
+	images, err := image.New(ctx, image.Options{
+		Root:              filepath.Join(cfg.Root, "images"),
+		RegistryConfigDir: cfg.RegistryConfigDir,
+		Registerer:        reg,
+		// An image a container uses cannot be removed (FailedPrecondition).
+		InUse: func(imageID string) bool { return pods != nil && pods.ImageInUse(imageID) },
+	})
+	if err != nil {
+		return fmt.Errorf("open image store: %w", err)
+	}
+	pods, err = pod.New(ctx, pod.Config{
+		Root: cfg.Root, State: cfg.State, Runtime: cfg.Runtime,
+		MonitorBinary: monitorBin, PauseBinary: pauseBin,
+		CNIConfDir: cfg.CNIConfDir, CNIBinDirs: filepath.SplitList(cfg.CNIBinDir),
+		CgroupDriver: cfg.CgroupDriver, Images: images,
+	})
+	if err != nil {
+		return err
+	}
+
+	srv := &cri.Server{Pods: pods, Images: images, RuntimeVersion: Version, CgroupDriver: cfg.CgroupDriver}
+	streamSrv, err := cri.NewStreamingServer(cfg.StreamAddress, pods)
+	if err != nil {
+		return err
+	}
+	srv.Streaming = streamSrv
+	go func() {
+		if err := streamSrv.Start(true); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error(err, "Streaming server stopped")
+		}
+	}()
+	defer streamSrv.Stop()
+
+	if cfg.MetricsAddress != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		go func() {
+			if err := http.ListenAndServe(cfg.MetricsAddress, mux); err != nil {
+				logger.Error(err, "Metrics server stopped")
+			}
+		}()
+	}
+
+	// A socket left by a previous process (crash, kill -9) is replaced; a
+	// live one means another cri-shim serves it.
+	if c, err := net.Dial("unix", cfg.Listen); err == nil {
+		c.Close()
+		return fmt.Errorf("another process serves %s", cfg.Listen)
+	}
+	os.Remove(cfg.Listen)
+	l, err := net.Listen("unix", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	gs := grpc.NewServer(cri.ServerOptions()...)
+	srv.Register(gs)
+	logger.Info("Serving the CRI", "socket", cfg.Listen, "version", Version)
+	errc := make(chan error, 1)
+	go func() { errc <- gs.Serve(l) }()
+	select {
+	case <-ctx.Done():
+		logger.Info("Shutting down; containers keep running")
+		gs.Stop()
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+// imagesCommand implements `cri-shim images import [FILE|-]`.
+func imagesCommand(args []string) error {
+	if len(args) < 1 || args[0] != "import" {
+		return errors.New("usage: cri-shim images import [--root DIR] [FILE|-]")
+	}
+	fs := flag.NewFlagSet("images import", flag.ContinueOnError)
+	cfg := defaultConfig()
+	fs.StringVar(&cfg.Root, "root", cfg.Root, "persistent state directory")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	in := os.Stdin
+	if f := fs.Arg(0); f != "" && f != "-" {
+		file, err := os.Open(f)
+		if err != nil {
+			return err
+		}
+		defer file.Close()
+		in = file
+	}
+	ctx := context.Background()
+	store, err := image.New(ctx, image.Options{Root: filepath.Join(cfg.Root, "images")})
+	if err != nil {
+		return err
+	}
+	imgs, err := store.Import(ctx, in)
+	if err != nil {
+		return err
+	}
+	for _, img := range imgs {
+		fmt.Printf("%s %s\n", img.ID, strings.Join(img.RepoTags, ","))
+	}
+	return nil
+}

@@ -1,0 +1,56 @@
+package cri
+
+import (
+	"context"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Status reports the runtime ready and the network ready when a CNI config
+// is loaded and its plugins' STATUS succeeds; a broken CNI config never
+// stops the runtime from serving.
+func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
+	runtimeReady := &runtimeapi.RuntimeCondition{Type: runtimeapi.RuntimeReady, Status: true}
+	networkReady := &runtimeapi.RuntimeCondition{Type: runtimeapi.NetworkReady, Status: true}
+	if err := s.Pods.NetworkStatus(ctx); err != nil {
+		networkReady.Status = false
+		networkReady.Reason = "NetworkPluginNotReady"
+		networkReady.Message = err.Error()
+	}
+	resp := &runtimeapi.StatusResponse{
+		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeReady, networkReady}},
+		RuntimeHandlers: []*runtimeapi.RuntimeHandler{
+			{Name: "", Features: handlerFeatures()},
+			{Name: "runc", Features: handlerFeatures()},
+		},
+		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
+	}
+	if req.GetVerbose() {
+		resp.Info = map[string]string{"runtime": "cri-shim", "cgroupDriver": s.CgroupDriver}
+	}
+	return resp, nil
+}
+
+func handlerFeatures() *runtimeapi.RuntimeHandlerFeatures {
+	// Recursive read-only mounts need mount_setattr (Linux 5.12) and runc
+	// 1.1; user namespaces are not supported.
+	return &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: true, UserNamespaces: false}
+}
+
+// RuntimeConfig reports the cgroup driver, which kubelet must match.
+func (s *Server) RuntimeConfig(ctx context.Context, req *runtimeapi.RuntimeConfigRequest) (*runtimeapi.RuntimeConfigResponse, error) {
+	driver := runtimeapi.CgroupDriver_CGROUPFS
+	if s.CgroupDriver == "systemd" {
+		driver = runtimeapi.CgroupDriver_SYSTEMD
+	}
+	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil
+}
+
+// UpdateRuntimeConfig takes the node's pod CIDRs, handed to CNI through
+// the ipRanges capability.
+func (s *Server) UpdateRuntimeConfig(ctx context.Context, req *runtimeapi.UpdateRuntimeConfigRequest) (*runtimeapi.UpdateRuntimeConfigResponse, error) {
+	if cidr := req.GetRuntimeConfig().GetNetworkConfig().GetPodCidr(); cidr != "" {
+		s.Pods.SetPodCIDRs(splitComma(cidr))
+	}
+	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
+}

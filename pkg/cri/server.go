@@ -1,0 +1,57 @@
+package cri
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/cri-streaming/pkg/streaming"
+
+	"github.com/cri-shim/cri-shim/pkg/image"
+	"github.com/cri-shim/cri-shim/pkg/pod"
+)
+
+// Version strings reported by Version.
+const (
+	RuntimeName       = "cri-shim"
+	RuntimeAPIVersion = "v1"
+)
+
+// Server implements the CRI services.
+type Server struct {
+	runtimeapi.UnimplementedRuntimeServiceServer
+	runtimeapi.UnimplementedImageServiceServer
+
+	Pods           *pod.Manager
+	Images         *image.Store
+	Streaming      streaming.Server
+	RuntimeVersion string
+	CgroupDriver   string
+}
+
+// Register adds the services to a gRPC server and installs the
+// interceptors that map errors and log calls.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(unaryInterceptor),
+		grpc.ChainStreamInterceptor(streamInterceptor),
+		// kubelet's limit on what it receives; ours on what we accept.
+		grpc.MaxRecvMsgSize(16 << 20),
+		grpc.MaxSendMsgSize(16 << 20),
+	}
+}
+
+// Register adds both services to gs.
+func (s *Server) Register(gs *grpc.Server) {
+	runtimeapi.RegisterRuntimeServiceServer(gs, s)
+	runtimeapi.RegisterImageServiceServer(gs, s)
+}
+
+func (s *Server) Version(ctx context.Context, req *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {
+	return &runtimeapi.VersionResponse{
+		Version:           "0.1.0",
+		RuntimeName:       RuntimeName,
+		RuntimeVersion:    s.RuntimeVersion,
+		RuntimeApiVersion: RuntimeAPIVersion,
+	}, nil
+}

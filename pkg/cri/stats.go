@@ -1,0 +1,156 @@
+package cri
+
+import (
+	"context"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-shim/cri-shim/pkg/pod"
+	"github.com/cri-shim/cri-shim/pkg/runtime"
+)
+
+func u64(v uint64) *runtimeapi.UInt64Value { return &runtimeapi.UInt64Value{Value: v} }
+
+func cpuMemStats(cg *runtime.CgroupStats, nanoCores uint64, ts int64) (*runtimeapi.CpuUsage, *runtimeapi.MemoryUsage) {
+	cpu := &runtimeapi.CpuUsage{Timestamp: ts}
+	mem := &runtimeapi.MemoryUsage{Timestamp: ts}
+	if cg == nil {
+		return cpu, mem
+	}
+	cpu.UsageCoreNanoSeconds = u64(cg.CPUUsage)
+	cpu.UsageNanoCores = u64(nanoCores)
+	mem.WorkingSetBytes = u64(cg.MemoryWorkingSet)
+	mem.UsageBytes = u64(cg.MemoryUsage)
+	mem.RssBytes = u64(cg.MemoryRSS)
+	mem.PageFaults = u64(cg.PageFaults)
+	mem.MajorPageFaults = u64(cg.MajorPageFaults)
+	if cg.MemoryLimit > 0 {
+		mem.AvailableBytes = u64(cg.MemoryLimit - min(cg.MemoryLimit, cg.MemoryWorkingSet))
+	}
+	return cpu, mem
+}
+
+func toContainerStats(c *pod.Container, st *pod.ContainerStats) *runtimeapi.ContainerStats {
+	ts := time.Now().UnixNano()
+	if st.Cgroup != nil {
+		ts = st.Cgroup.Time.UnixNano()
+	}
+	cpu, mem := cpuMemStats(st.Cgroup, st.NanoCores, ts)
+	out := &runtimeapi.ContainerStats{
+		Attributes: &runtimeapi.ContainerAttributes{Id: c.ID, Metadata: c.Config.GetMetadata(),
+			Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations()},
+		Cpu: cpu, Memory: mem,
+		WritableLayer: &runtimeapi.FilesystemUsage{Timestamp: ts,
+			FsId:      &runtimeapi.FilesystemIdentifier{Mountpoint: st.WritableMountpoint},
+			UsedBytes: u64(st.WritableBytes), InodesUsed: u64(st.WritableInodes)},
+	}
+	if st.Cgroup != nil {
+		out.Swap = &runtimeapi.SwapUsage{Timestamp: ts, SwapUsageBytes: u64(st.Cgroup.SwapUsage)}
+	}
+	return out
+}
+
+func (s *Server) ContainerStats(ctx context.Context, req *runtimeapi.ContainerStatsRequest) (*runtimeapi.ContainerStatsResponse, error) {
+	c, err := s.Pods.Container(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.Pods.ContainerStats(c.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ContainerStatsResponse{Stats: toContainerStats(c, st)}, nil
+}
+
+func (s *Server) listContainerStats(f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats {
+	var out []*runtimeapi.ContainerStats
+	for _, c := range s.Pods.Containers() {
+		if c.State != pod.ContainerRunning {
+			continue
+		}
+		if f != nil && ((f.GetId() != "" && f.GetId() != c.ID) || (f.GetPodSandboxId() != "" && f.GetPodSandboxId() != c.SandboxID) ||
+			!matchLabels(c.Config.GetLabels(), f.GetLabelSelector())) {
+			continue
+		}
+		if st, err := s.Pods.ContainerStats(c.ID); err == nil {
+			out = append(out, toContainerStats(c, st))
+		}
+	}
+	return out
+}
+
+func (s *Server) ListContainerStats(ctx context.Context, req *runtimeapi.ListContainerStatsRequest) (*runtimeapi.ListContainerStatsResponse, error) {
+	return &runtimeapi.ListContainerStatsResponse{Stats: s.listContainerStats(req.GetFilter())}, nil
+}
+
+func (s *Server) podStats(sb *pod.Sandbox) (*runtimeapi.PodSandboxStats, error) {
+	st, err := s.Pods.PodStats(sb.ID)
+	if err != nil {
+		return nil, err
+	}
+	ts := time.Now().UnixNano()
+	if st.Cgroup != nil {
+		ts = st.Cgroup.Time.UnixNano()
+	}
+	cpu, mem := cpuMemStats(st.Cgroup, st.NanoCores, ts)
+	linux := &runtimeapi.LinuxPodSandboxStats{Cpu: cpu, Memory: mem}
+	if st.Cgroup != nil {
+		linux.Process = &runtimeapi.ProcessUsage{Timestamp: ts, ProcessCount: u64(st.Cgroup.Pids)}
+	}
+	if len(st.Interfaces) > 0 {
+		net := &runtimeapi.NetworkUsage{Timestamp: ts}
+		for i, ifs := range st.Interfaces {
+			n := &runtimeapi.NetworkInterfaceUsage{Name: ifs.Name, RxBytes: u64(ifs.RxBytes), RxErrors: u64(ifs.RxErrors),
+				TxBytes: u64(ifs.TxBytes), TxErrors: u64(ifs.TxErrs)}
+			if i == 0 || ifs.Name == "eth0" {
+				net.DefaultInterface = n
+			} else {
+				net.Interfaces = append(net.Interfaces, n)
+			}
+		}
+		linux.Network = net
+	}
+	for id, cs := range st.Containers {
+		if c, err := s.Pods.Container(id); err == nil {
+			linux.Containers = append(linux.Containers, toContainerStats(c, cs))
+		}
+	}
+	return &runtimeapi.PodSandboxStats{
+		Attributes: &runtimeapi.PodSandboxAttributes{Id: sb.ID, Metadata: sb.Config.GetMetadata(),
+			Labels: sb.Config.GetLabels(), Annotations: sb.Config.GetAnnotations()},
+		Linux: linux,
+	}, nil
+}
+
+func (s *Server) PodSandboxStats(ctx context.Context, req *runtimeapi.PodSandboxStatsRequest) (*runtimeapi.PodSandboxStatsResponse, error) {
+	sb, err := s.Pods.Pod(req.GetPodSandboxId())
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.podStats(sb)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.PodSandboxStatsResponse{Stats: st}, nil
+}
+
+func (s *Server) listPodStats(f *runtimeapi.PodSandboxStatsFilter) []*runtimeapi.PodSandboxStats {
+	var out []*runtimeapi.PodSandboxStats
+	for _, sb := range s.Pods.Pods() {
+		if sb.State != pod.SandboxReady {
+			continue
+		}
+		if f != nil && ((f.GetId() != "" && f.GetId() != sb.ID) || !matchLabels(sb.Config.GetLabels(), f.GetLabelSelector())) {
+			continue
+		}
+		if st, err := s.podStats(sb); err == nil {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+func (s *Server) ListPodSandboxStats(ctx context.Context, req *runtimeapi.ListPodSandboxStatsRequest) (*runtimeapi.ListPodSandboxStatsResponse, error) {
+	return &runtimeapi.ListPodSandboxStatsResponse{Stats: s.listPodStats(req.GetFilter())}, nil
+}

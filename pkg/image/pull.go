@@ -1,0 +1,454 @@
+package image
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-shim/cri-shim/pkg/image/hosts"
+)
+
+const (
+	userAgent       = "cri-shim"
+	maxManifestSize = 4 << 20
+	maxConfigSize   = 16 << 20
+	// Parallel blob downloads and layer unpacks per pull.
+	downloadJobs = 3
+	unpackJobs   = 2
+)
+
+// retryBackoff is go-containerregistry's retry of temporary failures,
+// shorter than its default so that a broken host is left for the next one
+// quickly.
+var retryBackoff = remote.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3}
+
+// Pull fetches ref (normalised with ParseRef) from its registry, or from the
+// mirrors hosts.toml gives for it, unpacks its layers and records it. It
+// returns the image; its ID is what CRI PullImage returns.
+//
+// Hosts are tried in order: a tag is resolved on the first host with the
+// resolve capability that answers (a digest on a pull-capable host), then
+// the content is fetched from the first pull-capable host that serves it
+// all. Concurrent pulls of the same reference with the same credentials
+// share one pull; blobs and layers shared between images are downloaded and
+// unpacked once.
+func (s *Store) Pull(ctx context.Context, ref string, auth *Auth) (*Image, error) {
+	start := time.Now()
+	img, err := s.pullRef(ctx, ref, auth)
+	s.metrics.observePull(err, time.Since(start))
+	return img, err
+}
+
+func (s *Store) pullRef(ctx context.Context, ref string, auth *Auth) (*Image, error) {
+	r, err := ParseRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	logger := klog.FromContext(ctx).WithValues("image", r.String())
+	ctx = klog.NewContext(ctx, logger)
+	img, err := s.pulls.do(ctx, r.String()+"|"+auth.fingerprint(), func(ctx context.Context) (*Image, error) {
+		return s.pull(ctx, r, auth)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pull image %q: %w", r.String(), err)
+	}
+	logger.V(2).Info("Pulled image", "imageID", img.ID, "duration", time.Since(start))
+	return img.clone(), nil
+}
+
+// registryClient talks to one host about one repository.
+type registryClient struct {
+	host   hosts.Host
+	repo   name.Repository
+	puller *remote.Puller
+	key    string // host and credentials, for sharing downloads
+	wd     watchdog
+}
+
+func (s *Store) clients(r Reference, auth *Auth) ([]*registryClient, []hostError, error) {
+	hs, err := hosts.Resolve(s.configDir, r.Domain)
+	if err != nil {
+		return nil, nil, err
+	}
+	var clients []*registryClient
+	var errs []hostError
+	for _, h := range hs {
+		a, err := auth.authenticator(r.Domain, h.Host)
+		if err != nil {
+			return nil, nil, err
+		}
+		rt, err := s.transports.get(h)
+		if err != nil {
+			errs = append(errs, hostError{h.URL(), err})
+			continue
+		}
+		var nopts []name.Option
+		if h.Scheme == "http" {
+			nopts = append(nopts, name.Insecure)
+		}
+		repo, err := name.NewRepository(h.Host+"/"+r.Path, nopts...)
+		if err != nil {
+			errs = append(errs, hostError{h.URL(), fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)})
+			continue
+		}
+		p, err := remote.NewPuller(remote.WithTransport(rt), remote.WithAuth(a), remote.WithUserAgent(userAgent),
+			remote.WithRetryBackoff(retryBackoff), remote.WithPlatform(s.platform))
+		if err != nil {
+			errs = append(errs, hostError{h.URL(), err})
+			continue
+		}
+		clients = append(clients, &registryClient{host: h, repo: repo, puller: p, key: h.URL() + "|" + auth.fingerprint(), wd: s.wd})
+	}
+	return clients, errs, nil
+}
+
+func (s *Store) pull(ctx context.Context, r Reference, auth *Auth) (*Image, error) {
+	logger := klog.FromContext(ctx)
+	clients, errs, err := s.clients(r, auth)
+	if err != nil {
+		return nil, err
+	}
+	need, id := hosts.CapResolve, r.Tag
+	if r.Digest != "" {
+		need, id = hosts.CapPull, r.Digest
+	}
+	var top *remote.Descriptor
+	var resolver *registryClient
+	for _, c := range clients {
+		if !c.host.Capabilities.Has(need) {
+			continue
+		}
+		d, err := c.manifest(ctx, id)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, context.Cause(ctx)
+			}
+			logger.V(2).Info("Host could not resolve image", "host", c.host.URL(), "err", err)
+			errs = append(errs, hostError{c.host.URL(), err})
+			continue
+		}
+		top, resolver = d, c
+		break
+	}
+	if top == nil {
+		return nil, joinHostErrors(errs)
+	}
+	topDigest := top.Digest.String()
+	logger.V(2).Info("Resolved image", "digest", topDigest, "host", resolver.host.URL())
+
+	errs = nil
+	for _, c := range clients {
+		if !c.host.Capabilities.Has(hosts.CapPull) {
+			continue
+		}
+		var known *remote.Descriptor
+		if c == resolver {
+			known = top
+		}
+		img, err := s.fetchImage(ctx, c, r, topDigest, known)
+		if err == nil {
+			return img, nil
+		}
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		logger.V(2).Info("Host could not serve image", "host", c.host.URL(), "err", err)
+		errs = append(errs, hostError{c.host.URL(), err})
+	}
+	return nil, joinHostErrors(errs)
+}
+
+func (c *registryClient) manifest(ctx context.Context, id string) (*remote.Descriptor, error) {
+	var ref name.Reference = c.repo.Tag(id)
+	if strings.HasPrefix(id, "sha256:") {
+		ref = c.repo.Digest(id)
+	}
+	var desc *remote.Descriptor
+	err := c.wd.run(ctx, "fetch manifest "+ref.String(), func(ctx context.Context) error {
+		var err error
+		desc, err = c.puller.Get(ctx, ref)
+		return err
+	})
+	if err != nil {
+		return nil, classify(err)
+	}
+	if len(desc.Manifest) > maxManifestSize {
+		return nil, fmt.Errorf("manifest %s is over %d bytes: %w", ref, maxManifestSize, errdefs.ErrInvalidArgument)
+	}
+	return desc, nil
+}
+
+// fetchImage fetches the image topDigest names (a manifest or an index)
+// from one host, unpacks it and commits it. known is topDigest's descriptor
+// if this host resolved it.
+func (s *Store) fetchImage(ctx context.Context, c *registryClient, r Reference, topDigest string, known *remote.Descriptor) (*Image, error) {
+	l := s.newLease()
+	defer l.release()
+	desc := known
+	if desc == nil {
+		var err error
+		if desc, err = c.manifest(ctx, topDigest); err != nil {
+			return nil, err
+		}
+	}
+	raw, mt, manifestDigest := desc.Manifest, desc.MediaType, topDigest
+	if err := s.storeBytes(l, manifestDigest, raw); err != nil {
+		return nil, err
+	}
+	blobs := []string{manifestDigest}
+	for depth := 0; mt.IsIndex(); depth++ {
+		if depth >= 2 {
+			return nil, fmt.Errorf("index nesting too deep: %w", errdefs.ErrInvalidArgument)
+		}
+		idx, err := v1.ParseIndexManifest(bytes.NewReader(raw))
+		if err != nil {
+			return nil, fmt.Errorf("parse index %s: %w: %w", manifestDigest, err, errdefs.ErrInvalidArgument)
+		}
+		child, err := selectManifest(idx, s.platform)
+		if err != nil {
+			return nil, err
+		}
+		cd, err := c.manifest(ctx, child.Digest.String())
+		if err != nil {
+			return nil, err
+		}
+		raw, mt, manifestDigest = cd.Manifest, cd.MediaType, child.Digest.String()
+		if err := s.storeBytes(l, manifestDigest, raw); err != nil {
+			return nil, err
+		}
+		blobs = append(blobs, manifestDigest)
+	}
+	if mt.IsSchema1() {
+		return nil, fmt.Errorf("docker schema 1 manifests are not supported: %w", errdefs.ErrNotImplemented)
+	}
+	if !mt.IsImage() {
+		return nil, fmt.Errorf("%s is not an image manifest (%s): %w", manifestDigest, mt, errdefs.ErrInvalidArgument)
+	}
+	m, err := v1.ParseManifest(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("parse manifest %s: %w: %w", manifestDigest, err, errdefs.ErrInvalidArgument)
+	}
+	rec, err := s.fetchContent(ctx, l, m, func(ctx context.Context, d string, size int64) error {
+		return s.fetchBlob(ctx, c, l, d, size)
+	})
+	if err != nil {
+		return nil, err
+	}
+	rec.ManifestDigest = manifestDigest
+	rec.Blobs = append(rec.Blobs, blobs...)
+	names := []string{r.Name() + "@" + topDigest}
+	if r.Digest == "" {
+		names = append(names, r.Name()+":"+r.Tag)
+	}
+	return s.commit(ctx, rec, names)
+}
+
+// fetchContent makes sure the config and layers of manifest m are stored
+// (fetching them with fetch) and unpacked, and returns the image record
+// without names. Pulls and imports share it.
+func (s *Store) fetchContent(ctx context.Context, l *lease, m *v1.Manifest, fetch func(ctx context.Context, d string, size int64) error) (*imageRecord, error) {
+	if m.Config.MediaType != "" && m.Config.MediaType != types.OCIConfigJSON && m.Config.MediaType != types.DockerConfigJSON {
+		return nil, fmt.Errorf("not a container image: config media type %s: %w", m.Config.MediaType, errdefs.ErrInvalidArgument)
+	}
+	cfgDigest := m.Config.Digest.String()
+	if err := validDigest(cfgDigest); err != nil {
+		return nil, err
+	}
+	if err := fetch(ctx, cfgDigest, m.Config.Size); err != nil {
+		return nil, fmt.Errorf("image config: %w", err)
+	}
+	cfgRaw, err := s.content.readAll(cfgDigest, maxConfigSize)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := v1.ParseConfigFile(bytes.NewReader(cfgRaw))
+	if err != nil {
+		return nil, fmt.Errorf("parse image config %s: %w: %w", cfgDigest, err, errdefs.ErrInvalidArgument)
+	}
+	if len(cf.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, fmt.Errorf("image config lists %d layers, manifest %d: %w", len(cf.RootFS.DiffIDs), len(m.Layers), errdefs.ErrInvalidArgument)
+	}
+	rec := &imageRecord{
+		Image: Image{ID: cfgDigest, Size: m.Config.Size, Config: convertConfig(cf.Config)},
+		Blobs: []string{cfgDigest},
+	}
+	for i, ld := range m.Layers {
+		d, diffID := ld.Digest.String(), cf.RootFS.DiffIDs[i].String()
+		if err := validDigest(d); err != nil {
+			return nil, err
+		}
+		if err := validDigest(diffID); err != nil {
+			return nil, err
+		}
+		if ld.MediaType != "" && !strings.Contains(string(ld.MediaType), "tar") {
+			return nil, fmt.Errorf("layer %s has media type %s, not a tar: %w", d, ld.MediaType, errdefs.ErrNotImplemented)
+		}
+		if strings.Contains(string(ld.MediaType), "encrypted") {
+			return nil, fmt.Errorf("layer %s is encrypted: %w", d, errdefs.ErrNotImplemented)
+		}
+		if ld.Size < 0 {
+			return nil, fmt.Errorf("layer %s has negative size: %w", d, errdefs.ErrInvalidArgument)
+		}
+		rec.Layers = append(rec.Layers, layerBlob{Digest: d, Size: ld.Size, MediaType: string(ld.MediaType)})
+		rec.DiffIDs = append(rec.DiffIDs, diffID)
+		rec.Size += ld.Size
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(downloadJobs)
+	for _, lb := range rec.Layers {
+		g.Go(func() error { return fetch(gctx, lb.Digest, lb.Size) })
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(unpackJobs)
+	for i, lb := range rec.Layers {
+		diffID := rec.DiffIDs[i]
+		l.add("layer:" + diffID)
+		g.Go(func() error {
+			_, err := s.ensureLayer(gctx, diffID, lb.Digest)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// storeBytes stores a manifest or index already in memory.
+func (s *Store) storeBytes(l *lease, d string, raw []byte) error {
+	l.add("blob:" + d)
+	if digestOf(raw) != d {
+		return fmt.Errorf("manifest %s has digest %s: %w", d, digestOf(raw), errdefs.ErrDataLoss)
+	}
+	if s.content.has(d) {
+		return nil
+	}
+	return s.content.writeBlob(d, int64(len(raw)), bytes.NewReader(raw))
+}
+
+// fetchBlob downloads blob d into the content store unless it is there.
+// Downloads of one blob from one host with one credential are shared.
+func (s *Store) fetchBlob(ctx context.Context, c *registryClient, l *lease, d string, size int64) error {
+	l.add("blob:" + d)
+	if s.content.has(d) {
+		return nil
+	}
+	_, err := s.blobs.do(ctx, c.key+"|"+d, func(ctx context.Context) (struct{}, error) {
+		if s.content.has(d) {
+			return struct{}{}, nil
+		}
+		err := c.wd.run(ctx, "fetch blob "+d, func(ctx context.Context) error {
+			layer, err := c.puller.Layer(ctx, c.repo.Digest(d))
+			if err != nil {
+				return err
+			}
+			rc, err := layer.Compressed()
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			return s.content.writeBlob(d, size, meteredReader{r: rc, c: s.metrics.bytes})
+		})
+		klog.FromContext(ctx).V(3).Info("Fetched blob", "digest", d, "size", size, "host", c.host.URL(), "err", err)
+		return struct{}{}, classify(err)
+	})
+	return err
+}
+
+type meteredReader struct {
+	r io.Reader
+	c prometheus.Counter
+}
+
+func (m meteredReader) Read(p []byte) (int, error) {
+	n, err := m.r.Read(p)
+	m.c.Add(float64(n))
+	return n, err
+}
+
+func convertConfig(c v1.Config) ImageConfig {
+	return ImageConfig{
+		User:         c.User,
+		Env:          c.Env,
+		Entrypoint:   c.Entrypoint,
+		Cmd:          c.Cmd,
+		WorkingDir:   c.WorkingDir,
+		StopSignal:   c.StopSignal,
+		Volumes:      c.Volumes,
+		Labels:       c.Labels,
+		ExposedPorts: c.ExposedPorts,
+	}
+}
+
+// selectManifest picks the index entry for platform want: exact variant
+// first, then any variant when none is wanted, then an entry without a
+// variant, then an entry without a platform at all.
+func selectManifest(idx *v1.IndexManifest, want v1.Platform) (v1.Descriptor, error) {
+	best, bestScore := -1, -1
+	for i, d := range idx.Manifests {
+		if !d.MediaType.IsImage() && !d.MediaType.IsIndex() {
+			continue
+		}
+		if score := platformScore(d.Platform, want); score > bestScore {
+			best, bestScore = i, score
+		}
+	}
+	if best < 0 {
+		return v1.Descriptor{}, fmt.Errorf("no image for platform %s in index: %w", want.String(), errdefs.ErrNotFound)
+	}
+	return idx.Manifests[best], nil
+}
+
+func platformScore(p *v1.Platform, want v1.Platform) int {
+	if p == nil {
+		return 0
+	}
+	arch := normArch(p.Architecture)
+	if p.OS != want.OS || arch != normArch(want.Architecture) {
+		return -1
+	}
+	pv, wv := normVariant(arch, p.Variant), normVariant(arch, want.Variant)
+	switch {
+	case pv == wv:
+		return 4
+	case wv == "":
+		return 3
+	case pv == "":
+		return 2
+	default:
+		return -1
+	}
+}
+
+func normArch(a string) string {
+	switch a {
+	case "x86_64", "x86-64":
+		return "amd64"
+	case "aarch64":
+		return "arm64"
+	}
+	return a
+}
+
+func normVariant(arch, v string) string {
+	if arch == "arm64" && v == "v8" {
+		return ""
+	}
+	return v
+}

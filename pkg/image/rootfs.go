@@ -1,0 +1,259 @@
+package image
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+
+	"github.com/containerd/errdefs"
+	"k8s.io/klog/v2"
+)
+
+// Container root filesystems.
+//
+// A rootfs is <root>/rootfs/<key>/ with
+//
+//	rootfs.json  the image ID and the layer diff IDs (base first)
+//	upper/       the container's writable layer
+//	work/        overlayfs's work dir
+//	merged/      the overlay mount: lowerdir = the image's layer dirs, top
+//	             layer first; the runtime's bundle root
+//
+// The record is written before the mount, so the layers of every prepared
+// rootfs are known after a restart and are kept by garbage collection until
+// RemoveRootfs, even if the image is removed meanwhile. After a reboot the
+// dirs are still there and the mount is not: PrepareRootfs mounts again,
+// keeping upper.
+type rootfsRecord struct {
+	Version int      `json:"version"`
+	Key     string   `json:"key"`
+	ImageID string   `json:"imageID"`
+	DiffIDs []string `json:"diffIDs"`
+}
+
+var keyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+func validKey(key string) error {
+	if !keyRE.MatchString(key) {
+		return fmt.Errorf("rootfs key %q: want 1-128 of [A-Za-z0-9_.-], not starting with '.', '_' or '-': %w", key, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+func (s *Store) rootfsPaths(key string) (dir, upper, work, merged string) {
+	dir = filepath.Join(s.rootfsDir(), key)
+	return dir, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "merged")
+}
+
+func (s *Store) loadRootfs(ctx context.Context) error {
+	logger := klog.FromContext(ctx)
+	entries, err := os.ReadDir(s.rootfsDir())
+	if err != nil {
+		return fmt.Errorf("read rootfs dir: %w", err)
+	}
+	for _, e := range entries {
+		key := e.Name()
+		if !e.IsDir() || validKey(key) != nil {
+			continue
+		}
+		dir, _, _, _ := s.rootfsPaths(key)
+		if tmps, _ := filepath.Glob(filepath.Join(dir, ".tmp-*")); len(tmps) > 0 {
+			for _, t := range tmps {
+				os.Remove(t)
+			}
+		}
+		rec, err := readRootfsRecord(filepath.Join(dir, "rootfs.json"))
+		if err == nil && rec.Key != key {
+			err = fmt.Errorf("record of %q stored under %q", rec.Key, key)
+		}
+		if err != nil {
+			// Its layers are unknown: keep every layer until it is removed.
+			logger.Error(err, "Unreadable rootfs record; layer garbage collection is off until it is removed", "key", key)
+			s.layerGCOff = true
+			continue
+		}
+		for _, d := range rec.DiffIDs {
+			if s.layers[d] == nil {
+				logger.Error(errors.New("layer missing"), "Rootfs cannot be mounted again", "key", key, "diffID", d)
+			}
+		}
+		s.rootfs[key] = rec
+	}
+	return nil
+}
+
+func readRootfsRecord(path string) (*rootfsRecord, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var rec rootfsRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, err
+	}
+	if rec.Version != recordVersion {
+		return nil, fmt.Errorf("record version %d, want %d", rec.Version, recordVersion)
+	}
+	return &rec, nil
+}
+
+// PrepareRootfs creates the container rootfs key for the image (ID or any
+// reference Get accepts) and returns the path of its mounted overlay. It is
+// idempotent: an existing rootfs of the same image is mounted if needed
+// (after a reboot) and its path returned; one of another image is an
+// errdefs.ErrAlreadyExists error.
+func (s *Store) PrepareRootfs(ctx context.Context, imageID, key string) (_ string, retErr error) {
+	logger := klog.FromContext(ctx)
+	if err := validKey(key); err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dir, upper, work, merged := s.rootfsPaths(key)
+	rec := s.rootfs[key]
+	if rec != nil {
+		if id, ok := fullID(imageID); !ok || id != rec.ImageID {
+			img, err := s.resolveLocked(imageID)
+			if err != nil {
+				return "", err
+			}
+			if img.ID != rec.ImageID {
+				return "", fmt.Errorf("rootfs %q exists for image %s, not %s: %w", key, rec.ImageID, img.ID, errdefs.ErrAlreadyExists)
+			}
+		}
+	} else {
+		img, err := s.resolveLocked(imageID)
+		if err != nil {
+			return "", err
+		}
+		if _, err := os.Lstat(dir); err == nil {
+			return "", fmt.Errorf("rootfs dir %s exists without a readable record; remove it with RemoveRootfs: %w", dir, errdefs.ErrAlreadyExists)
+		}
+		rec = &rootfsRecord{Version: recordVersion, Key: key, ImageID: img.ID, DiffIDs: slices.Clone(img.DiffIDs)}
+		if err := os.Mkdir(dir, 0o711); err != nil {
+			return "", fmt.Errorf("create rootfs dir: %w", err)
+		}
+		defer func() {
+			if retErr != nil {
+				if err := unmountAll(merged); err != nil {
+					logger.Error(err, "Could not unmount failed rootfs", "key", key)
+					return
+				}
+				os.RemoveAll(dir)
+			}
+		}()
+		if err := writeJSONAtomic(filepath.Join(dir, "rootfs.json"), rec); err != nil {
+			return "", err
+		}
+	}
+	for _, d := range []string{upper, work, merged} {
+		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return "", fmt.Errorf("create rootfs dir: %w", err)
+		}
+	}
+	mounted, err := isMounted(merged)
+	if err != nil {
+		return "", err
+	}
+	if !mounted {
+		lowers := make([]string, 0, len(rec.DiffIDs))
+		for i := len(rec.DiffIDs) - 1; i >= 0; i-- {
+			l := s.layers[rec.DiffIDs[i]]
+			if l == nil {
+				return "", fmt.Errorf("rootfs %q: layer %s is missing: %w", key, rec.DiffIDs[i], errdefs.ErrDataLoss)
+			}
+			lowers = append(lowers, s.layerPath(l.ID))
+		}
+		if len(lowers) == 0 {
+			// An image without layers (scratch): overlay needs a lower dir.
+			empty := filepath.Join(dir, "empty")
+			if err := os.Mkdir(empty, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+				return "", err
+			}
+			lowers = append(lowers, empty)
+		}
+		if err := mountOverlay(lowers, upper, work, merged); err != nil {
+			return "", fmt.Errorf("mount rootfs %q: %w", key, err)
+		}
+		logger.V(2).Info("Mounted container rootfs", "key", key, "imageID", rec.ImageID, "path", merged, "layers", len(lowers))
+	}
+	s.rootfs[key] = rec
+	return merged, nil
+}
+
+// UnmountRootfs unmounts the rootfs key, keeping its dirs. Unmounting one
+// that is not mounted, or absent, is not an error.
+func (s *Store) UnmountRootfs(key string) error {
+	if err := validKey(key); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, _, _, merged := s.rootfsPaths(key)
+	return unmountAll(merged)
+}
+
+// RemoveRootfs unmounts and deletes the rootfs key, then removes layers that
+// no image or rootfs uses any more. Removing an absent rootfs is not an
+// error.
+func (s *Store) RemoveRootfs(ctx context.Context, key string) error {
+	if err := validKey(key); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	dir, _, _, merged := s.rootfsPaths(key)
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		delete(s.rootfs, key)
+		s.mu.Unlock()
+		return nil
+	}
+	if err := unmountAll(merged); err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("remove rootfs %q: %w", key, err)
+	}
+	_, known := s.rootfs[key]
+	s.trashPath(ctx, dir)
+	delete(s.rootfs, key)
+	if !known && s.layerGCOff {
+		s.layerGCOff = s.anyUnreadableRootfsLocked()
+	}
+	s.collectLocked(ctx)
+	s.mu.Unlock()
+	s.emptyTrash(ctx)
+	klog.FromContext(ctx).V(2).Info("Removed container rootfs", "key", key)
+	return nil
+}
+
+// anyUnreadableRootfsLocked reports whether a rootfs dir without a loaded
+// record remains.
+func (s *Store) anyUnreadableRootfsLocked() bool {
+	entries, err := os.ReadDir(s.rootfsDir())
+	if err != nil {
+		return true
+	}
+	for _, e := range entries {
+		if e.IsDir() && validKey(e.Name()) == nil && s.rootfs[e.Name()] == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// RootfsUsage reports the disk usage of the rootfs's writable layer (its
+// upper dir): bytes allocated and inodes.
+func (s *Store) RootfsUsage(key string) (bytes, inodes uint64, err error) {
+	if err := validKey(key); err != nil {
+		return 0, 0, err
+	}
+	_, upper, _, _ := s.rootfsPaths(key)
+	if _, err := os.Lstat(upper); errors.Is(err, fs.ErrNotExist) {
+		return 0, 0, fmt.Errorf("rootfs %q: %w", key, errdefs.ErrNotFound)
+	}
+	return diskUsage(upper)
+}

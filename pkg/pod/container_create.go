@@ -1,0 +1,150 @@
+package pod
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/containerd/errdefs"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-shim/cri-shim/pkg/monitor"
+)
+
+// containerName is the CRI name of a container within its sandbox.
+func containerName(sandboxID string, md *runtimeapi.ContainerMetadata) string {
+	return fmt.Sprintf("%s_%s_%d", sandboxID, md.GetName(), md.GetAttempt())
+}
+
+// CreateContainer creates a container in a ready sandbox; its process waits
+// for StartContainer. On failure everything made so far is undone.
+func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *runtimeapi.ContainerConfig) (_ string, retErr error) {
+	sb, ok := m.sandboxes.get(sandboxID)
+	if !ok {
+		return "", notFound("pod sandbox", sandboxID)
+	}
+	if sb.State != SandboxReady {
+		return "", fmt.Errorf("pod sandbox %s is %s, not ready: %w", sandboxID, sb.State, errdefs.ErrFailedPrecondition)
+	}
+	sc := cfg.GetLinux().GetSecurityContext()
+	if sc.GetPrivileged() && !sb.Config.GetLinux().GetSecurityContext().GetPrivileged() {
+		return "", invalid("privileged container %q in a sandbox that is not privileged", cfg.GetMetadata().GetName())
+	}
+	img, err := m.cfg.Images.Get(cfg.GetImage().GetImage())
+	if err != nil {
+		return "", fmt.Errorf("image %q of container %q: %w", cfg.GetImage().GetImage(), cfg.GetMetadata().GetName(), err)
+	}
+	var targetPid int
+	if sc.GetNamespaceOptions().GetPid() == runtimeapi.NamespaceMode_TARGET {
+		target, ok := m.containers.get(sc.GetNamespaceOptions().GetTargetId())
+		if !ok || target.State != ContainerRunning {
+			return "", fmt.Errorf("target container %q of the PID namespace is not running: %w", sc.GetNamespaceOptions().GetTargetId(), errdefs.ErrNotFound)
+		}
+		targetPid = target.Pid
+	}
+
+	id := newID()
+	name := containerName(sandboxID, cfg.GetMetadata())
+	if holder, ok := m.names.reserve(name, id); !ok {
+		return "", fmt.Errorf("container name %q is in use by %s: %w", name, holder, errdefs.ErrAlreadyExists)
+	}
+	unlock := m.locks.lock(id)
+	defer unlock()
+	logger := klog.FromContext(ctx).WithValues("containerID", id, "podSandboxID", sandboxID, "name", cfg.GetMetadata().GetName())
+	var u undo
+	defer func() {
+		if retErr != nil {
+			retErr = errors.Join(retErr, u.run(logger))
+		}
+	}()
+	u.add("release name", func(context.Context) error { m.names.release(name, id); return nil })
+
+	c := &Container{Version: containerVersion, ID: id, SandboxID: sandboxID, State: ContainerCreating, Config: cfg,
+		ImageID: img.ID, ImageRef: cfg.GetImage().GetImage(), CreatedAt: time.Now(), StopSignal: img.Config.StopSignal,
+		Resources: cfg.GetLinux().GetResources()}
+	if cfg.GetLogPath() != "" && sb.Config.GetLogDirectory() != "" {
+		c.LogPath = filepath.Join(sb.Config.GetLogDirectory(), cfg.GetLogPath())
+	}
+	if err := m.containers.put(id, c); err != nil {
+		return "", err
+	}
+	u.add("delete record", func(context.Context) error { return m.containers.delete(id) })
+	if err := m.fault("container-recorded"); err != nil {
+		return "", err
+	}
+
+	rootfs, err := m.cfg.Images.PrepareRootfs(ctx, img.ID, id)
+	if err != nil {
+		return "", fmt.Errorf("prepare the rootfs of %s: %w", id, err)
+	}
+	u.add("remove rootfs", func(ctx context.Context) error { return m.cfg.Images.RemoveRootfs(ctx, id) })
+	if err := m.fault("rootfs-prepared"); err != nil {
+		return "", err
+	}
+
+	devices, err := resolveDevices(cfg.GetDevices())
+	if err != nil {
+		return "", err
+	}
+	in := specInput{id: id, sb: sb, cfg: cfg, img: img, rootfs: rootfs, podFiles: m.podFilesDir(sandboxID),
+		users: readUserDB(rootfs), targetPid: targetPid, cgroupDriver: m.cfg.CgroupDriver, devices: devices}
+	if in.seccomp, err = seccompProfile(sc, capabilities(sc.GetCapabilities())); err != nil {
+		return "", err
+	}
+	spec, ident, groups, err := containerSpec(in)
+	if err != nil {
+		return "", err
+	}
+	for _, mnt := range cfg.GetMounts() {
+		// A missing host path is created as a directory, as kubelet's
+		// hostPath DirectoryOrCreate and every runtime do.
+		if _, err := os.Stat(mnt.GetHostPath()); os.IsNotExist(err) {
+			if err := os.MkdirAll(mnt.GetHostPath(), 0o755); err != nil {
+				return "", fmt.Errorf("create mount source %s: %w", mnt.GetHostPath(), err)
+			}
+		}
+	}
+	bundle := m.bundleDir(id)
+	if err := writeBundle(bundle, spec); err != nil {
+		return "", err
+	}
+	u.add("remove bundle", func(context.Context) error { return os.RemoveAll(bundle) })
+
+	req := monitor.CreateRequest{ID: id, Bundle: bundle, RuntimeBinary: m.cfg.Runtime, RuntimeRoot: m.runc.Root,
+		Terminal: cfg.GetTty(), Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce()}
+	if c.LogPath != "" {
+		req.LogDir, req.LogPath = sb.Config.GetLogDirectory(), cfg.GetLogPath()
+	}
+	u.add("delete from runtime", func(ctx context.Context) error {
+		return errors.Join(m.runc.Delete(ctx, id, true), m.monitor.Forget(ctx, id))
+	})
+	pid, err := m.monitor.Create(ctx, req)
+	if err != nil {
+		return "", fmt.Errorf("create container %s: %w", id, err)
+	}
+	m.exits.track(id)
+	u.add("stop tracking", func(context.Context) error { m.exits.forget(id); return nil })
+	if err := m.fault("container-created"); err != nil {
+		return "", err
+	}
+	startTime := processStartTime(pid)
+	c, err = m.containers.update(id, func(c *Container) error {
+		c.Pid, c.StartTime = pid, startTime
+		c.User = &ContainerUser{UID: ident.uid, GID: ident.gid, Groups: groups}
+		if c.State == ContainerCreating {
+			c.State = ContainerCreated
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	u.steps = nil
+	logger.V(2).Info("Created container")
+	m.events.container(c, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
+	return id, nil
+}

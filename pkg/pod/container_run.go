@@ -1,0 +1,217 @@
+package pod
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+)
+
+// StartContainer starts a created container's process.
+func (m *Manager) StartContainer(ctx context.Context, id string) error {
+	c, ok := m.containers.get(id)
+	if !ok {
+		return notFound("container", id)
+	}
+	unlock := m.locks.lock(id)
+	defer unlock()
+	if c, _ = m.containers.get(id); c == nil || c.State != ContainerCreated {
+		state := ContainerState("removed")
+		if c != nil {
+			state = c.State
+		}
+		return fmt.Errorf("container %s is %s, not created: %w", id, state, errdefs.ErrFailedPrecondition)
+	}
+	if err := m.runc.Start(ctx, id); err != nil {
+		m.containers.update(id, func(c *Container) error {
+			c.State, c.ExitCode, c.Reason, c.Message, c.FinishedAt = ContainerExited, 128, "StartError", err.Error(), time.Now()
+			return nil
+		})
+		return fmt.Errorf("start container %s: %w", id, err)
+	}
+	started := time.Now()
+	c, err := m.containers.update(id, func(c *Container) error {
+		c.StartedAt = started
+		if c.State == ContainerCreated {
+			c.State = ContainerRunning
+		} else if !c.FinishedAt.IsZero() && c.FinishedAt.Before(started) {
+			c.StartedAt = c.FinishedAt // it exited before we could note the start
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	klog.FromContext(ctx).V(2).Info("Started container", "containerID", id)
+	m.events.container(c, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
+	return nil
+}
+
+// StopContainer sends the stop signal, waits up to timeout seconds, then
+// kills. Stopping an unknown or exited container is fine (idempotent per
+// api.proto).
+func (m *Manager) StopContainer(ctx context.Context, id string, timeout int64) error {
+	c, ok := m.containers.get(id)
+	if !ok {
+		return nil
+	}
+	unlock := m.locks.lock(id)
+	defer unlock()
+	if c, ok = m.containers.get(id); !ok || (c.State != ContainerRunning && c.State != ContainerCreated) {
+		return nil
+	}
+	if timeout > 0 && c.State == ContainerRunning {
+		sig := stopSignal(c)
+		if err := signalContainer(c, sig); err != nil {
+			return err
+		}
+		if m.exits.wait(ctx, id, time.Duration(timeout)*time.Second) {
+			return nil
+		}
+	}
+	if err := signalContainer(c, unix.SIGKILL); err != nil {
+		return err
+	}
+	if !m.sharesPidNamespace(c) {
+		// In its own PID namespace, the init's death ends every process.
+	} else if err := m.runc.Kill(ctx, id, unix.SIGKILL, true); err != nil && !errdefs.IsNotFound(err) {
+		klog.FromContext(ctx).V(2).Info("Kill remaining processes", "containerID", id, "err", err)
+	}
+	if !m.exits.wait(ctx, id, 2*time.Minute) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("container %s did not exit after SIGKILL", id)
+	}
+	return nil
+}
+
+func (m *Manager) sharesPidNamespace(c *Container) bool {
+	mode := c.Config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid()
+	return mode != runtimeapi.NamespaceMode_CONTAINER
+}
+
+// stopSignal is the CRI's stop signal, else the image's, else SIGTERM.
+func stopSignal(c *Container) unix.Signal {
+	if s := c.Config.GetStopSignal(); s != runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
+		if sig := unix.SignalNum(strings.TrimPrefix(s.String(), "SIGNAL_")); sig != 0 {
+			return sig
+		}
+	}
+	if s := c.StopSignal; s != "" {
+		if n, err := strconv.Atoi(s); err == nil {
+			return unix.Signal(n)
+		}
+		name := strings.ToUpper(s)
+		if !strings.HasPrefix(name, "SIG") {
+			name = "SIG" + name
+		}
+		if sig := unix.SignalNum(name); sig != 0 {
+			return sig
+		}
+	}
+	return unix.SIGTERM
+}
+
+// signalContainer signals the container's init through a pidfd after
+// checking its start time, so a recycled pid is never hit.
+func signalContainer(c *Container, sig unix.Signal) error {
+	if c.Pid <= 0 {
+		return nil
+	}
+	fd, err := unix.PidfdOpen(c.Pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open pidfd of %d: %w", c.Pid, err)
+	}
+	defer unix.Close(fd)
+	if c.StartTime != 0 && processStartTime(c.Pid) != c.StartTime {
+		return nil // the pid now belongs to someone else: ours is gone
+	}
+	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("signal %v to container %s: %w", sig, c.ID, err)
+	}
+	return nil
+}
+
+// processStartTime reads field 22 of /proc/<pid>/stat (0 if unreadable).
+func processStartTime(pid int) uint64 {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		s = s[i+1:]
+	}
+	f := strings.Fields(s)
+	if len(f) < 20 {
+		return 0
+	}
+	v, _ := strconv.ParseUint(f[19], 10, 64)
+	return v
+}
+
+// RemoveContainer removes a container, killing it if it still runs.
+// Removing an unknown container is fine.
+func (m *Manager) RemoveContainer(ctx context.Context, id string) error {
+	c, ok := m.containers.get(id)
+	if !ok {
+		return nil
+	}
+	if c.State == ContainerRunning || c.State == ContainerCreated {
+		if err := m.StopContainer(ctx, id, 0); err != nil {
+			return err
+		}
+	}
+	unlock := m.locks.lock(id)
+	defer unlock()
+	if c, ok = m.containers.get(id); !ok {
+		return nil
+	}
+	var errs []error
+	if err := m.runc.Delete(ctx, id, false); err != nil {
+		errs = append(errs, fmt.Errorf("delete container %s from the runtime: %w", id, err))
+	}
+	if err := m.monitor.Forget(ctx, id); err != nil {
+		errs = append(errs, err)
+	}
+	if err := m.cfg.Images.RemoveRootfs(ctx, id); err != nil {
+		errs = append(errs, fmt.Errorf("remove rootfs of %s: %w", id, err))
+	}
+	if err := os.RemoveAll(m.bundleDir(id)); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := m.containers.delete(id); err != nil {
+		return err
+	}
+	m.names.release(containerName(c.SandboxID, c.Config.GetMetadata()), id)
+	m.exits.forget(id)
+	klog.FromContext(ctx).V(2).Info("Removed container", "containerID", id)
+	m.events.container(c, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
+	return nil
+}
+
+// Container returns a container record.
+func (m *Manager) Container(id string) (*Container, error) {
+	if c, ok := m.containers.get(id); ok {
+		return c, nil
+	}
+	return nil, notFound("container", id)
+}
+
+// Containers returns every container record.
+func (m *Manager) Containers() []*Container { return m.containers.list() }

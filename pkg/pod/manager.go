@@ -1,0 +1,232 @@
+package pod
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-shim/cri-shim/pkg/image"
+	"github.com/cri-shim/cri-shim/pkg/monitor"
+	"github.com/cri-shim/cri-shim/pkg/runtime"
+)
+
+// Images is what pods need from the image store (pkg/image.Store).
+type Images interface {
+	Get(ref string) (*image.Image, error)
+	PrepareRootfs(ctx context.Context, imageID, key string) (string, error)
+	RemoveRootfs(ctx context.Context, key string) error
+	RootfsUsage(key string) (bytes, inodes uint64, err error)
+}
+
+// Config holds the Manager's dependencies and paths.
+type Config struct {
+	// Root is persistent state (records, CNI result cache, pod files).
+	Root string
+	// State is volatile state (netns pins, runtime root, bundles, monitor).
+	State string
+	// Runtime is the OCI runtime binary.
+	Runtime string
+	// MonitorBinary is the cri-shim-monitor executable.
+	MonitorBinary string
+	// PauseBinary is the pause program copied into the pause rootfs.
+	PauseBinary string
+	// CNIConfDir and CNIBinDirs locate the network plugins.
+	CNIConfDir string
+	CNIBinDirs []string
+	// CgroupDriver is "cgroupfs" or "systemd".
+	CgroupDriver string
+	Images       Images
+
+	// Fault, when set, is called at named steps of the orchestration; an
+	// error fails the operation there (tests prove rollback with it).
+	Fault func(step string) error
+}
+
+// Manager runs sandboxes and containers.
+type Manager struct {
+	cfg        Config
+	runc       *runtime.Runc
+	monitor    *monitor.Client
+	network    *network
+	sandboxes  *store[Sandbox]
+	containers *store[Container]
+	locks      keyedMutex
+	names      nameIndex
+	exits      *exitWaiter
+	events     *eventBus
+	pauseRoot  string
+	rates      cpuRates
+	ownOOMAdj  int
+}
+
+// New prepares the directories, starts (or reconnects to) the monitor and
+// recovers every record. It never fails because of one bad record.
+func New(ctx context.Context, cfg Config) (*Manager, error) {
+	if cfg.Runtime == "" {
+		cfg.Runtime = "runc"
+	}
+	m := &Manager{
+		cfg:     cfg,
+		runc:    &runtime.Runc{Binary: cfg.Runtime, Root: filepath.Join(cfg.State, "runc")},
+		monitor: &monitor.Client{Dir: filepath.Join(cfg.State, "monitor"), Binary: cfg.MonitorBinary},
+		exits:   newExitWaiter(),
+		events:  newEventBus(),
+	}
+	m.names.init()
+	var err error
+	if m.sandboxes, err = newStore[Sandbox](filepath.Join(cfg.Root, "sandboxes"), "sandbox.json"); err != nil {
+		return nil, err
+	}
+	if m.containers, err = newStore[Container](filepath.Join(cfg.Root, "containers"), "container.json"); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{m.runc.Root, m.netnsDir(), m.bundlesDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	if m.ownOOMAdj, err = runtime.OwnOOMScoreAdj(); err != nil {
+		m.ownOOMAdj = 0
+	}
+	if m.pauseRoot, err = preparePauseRootfs(filepath.Join(cfg.State, "pause"), cfg.PauseBinary); err != nil {
+		return nil, err
+	}
+	m.network = newNetwork(cfg.CNIConfDir, cfg.CNIBinDirs, filepath.Join(cfg.Root, "cni-cache"))
+	if err := m.monitor.Ensure(ctx); err != nil {
+		return nil, err
+	}
+	if err := m.monitor.CheckMountNamespace(); err != nil {
+		return nil, err
+	}
+	m.recover(ctx)
+	go m.watchExits(context.WithoutCancel(ctx))
+	return m, nil
+}
+
+func (m *Manager) netnsDir() string             { return filepath.Join(m.cfg.State, "netns") }
+func (m *Manager) bundlesDir() string           { return filepath.Join(m.cfg.State, "bundles") }
+func (m *Manager) bundleDir(id string) string   { return filepath.Join(m.bundlesDir(), id) }
+func (m *Manager) podFilesDir(id string) string { return filepath.Join(m.cfg.Root, "sandboxes", id) }
+
+func (m *Manager) fault(step string) error {
+	if m.cfg.Fault == nil {
+		return nil
+	}
+	return m.cfg.Fault(step)
+}
+
+// newID returns a random 64-hex-digit ID, the form kubelet and crictl expect.
+func newID() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// keyedMutex serialises operations on one object (a sandbox or container
+// ID) without a global lock.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*keyedLock
+}
+
+type keyedLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) func() {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyedLock{}
+	}
+	l := k.locks[key]
+	if l == nil {
+		l = &keyedLock{}
+		k.locks[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// nameIndex maps CRI names (pod: name_namespace_uid_attempt; container:
+// sandbox_name_attempt) to IDs, so a name is never used twice.
+type nameIndex struct {
+	mu    sync.Mutex
+	names map[string]string
+}
+
+func (n *nameIndex) init() { n.names = map[string]string{} }
+
+// reserve takes name for id; if another ID holds it, that ID is returned.
+func (n *nameIndex) reserve(name, id string) (holder string, ok bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if h, taken := n.names[name]; taken && h != id {
+		return h, false
+	}
+	n.names[name] = id
+	return id, true
+}
+
+func (n *nameIndex) release(name, id string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.names[name] == id {
+		delete(n.names, name)
+	}
+}
+
+// undo runs cleanups in reverse order with a fresh bounded context (the
+// caller's may be cancelled: that is often why we are undoing), all of them,
+// joining failures.
+type undo struct {
+	steps []undoStep
+}
+
+type undoStep struct {
+	what string
+	fn   func(ctx context.Context) error
+}
+
+func (u *undo) add(what string, fn func(ctx context.Context) error) {
+	u.steps = append(u.steps, undoStep{what, fn})
+}
+
+func (u *undo) run(logger klog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var errs []error
+	for i := len(u.steps) - 1; i >= 0; i-- {
+		if err := u.steps[i].fn(ctx); err != nil {
+			logger.Error(err, "Rollback step failed", "step", u.steps[i].what)
+			errs = append(errs, fmt.Errorf("undo %s: %w", u.steps[i].what, err))
+		}
+	}
+	u.steps = nil
+	return errors.Join(errs...)
+}
+
+func notFound(kind, id string) error {
+	if id == "" {
+		return fmt.Errorf("%s ID is empty: %w", kind, errdefs.ErrNotFound)
+	}
+	return fmt.Errorf("%s %q: %w", kind, id, errdefs.ErrNotFound)
+}

@@ -1,0 +1,57 @@
+package pod
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// writeBundle writes config.json into a bundle directory.
+func writeBundle(dir string, spec *specs.Spec) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
+		return fmt.Errorf("write bundle: %w", err)
+	}
+	return nil
+}
+
+// killPid signals a process; one that is gone already is fine.
+func killPid(pid int, sig unix.Signal) error {
+	if pid <= 0 {
+		return nil
+	}
+	if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("signal %d to pid %d: %w", sig, pid, err)
+	}
+	return nil
+}
+
+// alive reports whether the process of id has not been seen exiting.
+func (m *Manager) alive(id string) bool { return !m.exits.exited(id) }
+
+// cgroupsPath is the runtime's cgroupsPath for a container under a pod's
+// cgroup parent: a path for cgroupfs, "slice:prefix:name" for systemd.
+func cgroupsPath(driver, parent, id string) string {
+	if driver == "systemd" {
+		if parent == "" {
+			parent = "system.slice"
+		}
+		return parent + ":cri-shim:" + id
+	}
+	if parent == "" {
+		parent = "/cri-shim"
+	}
+	return strings.TrimSuffix(parent, "/") + "/" + id
+}

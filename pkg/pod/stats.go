@@ -1,0 +1,154 @@
+package pod
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/cri-shim/cri-shim/pkg/runtime"
+)
+
+// ContainerStats are a container's resource usage.
+type ContainerStats struct {
+	Cgroup *runtime.CgroupStats
+	// NanoCores is the CPU rate since the previous sample (0 on the first).
+	NanoCores uint64
+	// WritableBytes and WritableInodes are the container's own layer.
+	WritableBytes, WritableInodes uint64
+	WritableMountpoint            string
+}
+
+// PodStats are a sandbox's resource usage.
+type PodStats struct {
+	Cgroup     *runtime.CgroupStats
+	NanoCores  uint64
+	Interfaces []InterfaceStats
+	Containers map[string]*ContainerStats
+}
+
+// InterfaceStats are the counters of one pod interface.
+type InterfaceStats struct {
+	Name                               string
+	RxBytes, RxErrors, TxBytes, TxErrs uint64
+}
+
+// cpuRates remembers the previous CPU sample per cgroup to compute rates.
+type cpuRates struct {
+	mu   sync.Mutex
+	prev map[string]cpuSample
+}
+
+type cpuSample struct {
+	at    time.Time
+	usage uint64
+}
+
+func (r *cpuRates) rate(key string, s *runtime.CgroupStats) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.prev == nil {
+		r.prev = map[string]cpuSample{}
+	}
+	p, ok := r.prev[key]
+	r.prev[key] = cpuSample{s.Time, s.CPUUsage}
+	if !ok || !s.Time.After(p.at) || s.CPUUsage < p.usage {
+		return 0
+	}
+	return uint64(float64(s.CPUUsage-p.usage) / float64(s.Time.Sub(p.at).Nanoseconds()) * 1e9)
+}
+
+func (r *cpuRates) forget(key string) {
+	r.mu.Lock()
+	delete(r.prev, key)
+	r.mu.Unlock()
+}
+
+// ContainerStats reads a container's usage from its cgroup and its
+// writable layer. A container without a cgroup (exited and cleaned up)
+// has no CPU/memory figures.
+func (m *Manager) ContainerStats(id string) (*ContainerStats, error) {
+	c, ok := m.containers.get(id)
+	if !ok {
+		return nil, notFound("container", id)
+	}
+	sb, _ := m.sandboxes.get(c.SandboxID)
+	out := &ContainerStats{}
+	if sb != nil && c.State == ContainerRunning {
+		cg, err := runtime.ReadCgroupStats(cgroupsPath(m.cfg.CgroupDriver, sb.Cgroup, id))
+		if err == nil {
+			out.Cgroup = cg
+			out.NanoCores = m.rates.rate(id, cg)
+		}
+	}
+	if b, i, err := m.cfg.Images.RootfsUsage(id); err == nil {
+		out.WritableBytes, out.WritableInodes = b, i
+	}
+	out.WritableMountpoint = m.cfg.Root
+	return out, nil
+}
+
+// PodStats reads a sandbox's usage: its cgroup (the pod cgroup kubelet
+// gave as parent, else the pause container's), its interfaces and its
+// containers.
+func (m *Manager) PodStats(id string) (*PodStats, error) {
+	sb, ok := m.sandboxes.get(id)
+	if !ok {
+		return nil, notFound("pod sandbox", id)
+	}
+	out := &PodStats{Containers: map[string]*ContainerStats{}}
+	if sb.State != SandboxReady {
+		return out, nil
+	}
+	path := sb.Cgroup
+	if path == "" {
+		path = cgroupsPath(m.cfg.CgroupDriver, "", id)
+	}
+	if cg, err := runtime.ReadCgroupStats(path); err == nil {
+		out.Cgroup = cg
+		out.NanoCores = m.rates.rate("pod:"+id, cg)
+	}
+	if sb.NetNS != "" {
+		out.Interfaces, _ = interfaceStats(sb.NetNS)
+	}
+	for _, c := range m.containers.list() {
+		if c.SandboxID == id && c.State == ContainerRunning {
+			if cs, err := m.ContainerStats(c.ID); err == nil {
+				out.Containers[c.ID] = cs
+			}
+		}
+	}
+	return out, nil
+}
+
+// interfaceStats reads the counters of the pod's interfaces (not lo)
+// through a netlink handle in its netns.
+func interfaceStats(nsPath string) ([]InterfaceStats, error) {
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("netlink in %s: %w", nsPath, err)
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	var out []InterfaceStats
+	for _, l := range links {
+		a := l.Attrs()
+		if a.Name == "lo" || a.Statistics == nil {
+			continue
+		}
+		out = append(out, InterfaceStats{Name: a.Name, RxBytes: a.Statistics.RxBytes, RxErrors: a.Statistics.RxErrors,
+			TxBytes: a.Statistics.TxBytes, TxErrs: a.Statistics.TxErrors})
+	}
+	return out, nil
+}

@@ -1,0 +1,100 @@
+package pod
+
+import (
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Sandbox states:
+//
+//	            RunPod                    all steps done
+//	(none) ───────────────▶ Creating ───────────────────▶ Ready
+//	                           │ failure, or found at start-up    │ StopPod, or the
+//	                           ▼                                  ▼ pause process died
+//	                      (rolled back,                       NotReady ──RemovePod──▶ (none)
+//	                       record deleted)
+//
+// Creating is written to disk before the first side effect (the intent),
+// so a crash at any step is undone by recovery.
+type SandboxState string
+
+const (
+	SandboxCreating SandboxState = "Creating"
+	SandboxReady    SandboxState = "Ready"
+	SandboxNotReady SandboxState = "NotReady"
+)
+
+// sandboxVersion is the record format; bump it when fields change meaning.
+const sandboxVersion = 1
+
+// Sandbox is the record of one pod sandbox.
+type Sandbox struct {
+	Version   int                          `json:"version"`
+	ID        string                       `json:"id"`
+	State     SandboxState                 `json:"state"`
+	Config    *runtimeapi.PodSandboxConfig `json:"config"`
+	Handler   string                       `json:"runtimeHandler,omitempty"`
+	CreatedAt time.Time                    `json:"createdAt"`
+	NetNS     string                       `json:"netns,omitempty"`    // pin path; empty for host network
+	CNIAdded  bool                         `json:"cniAdded,omitempty"` // ADD was attempted: DEL must run
+	IPs       []string                     `json:"ips,omitempty"`
+	PausePid  int                          `json:"pausePid,omitempty"`
+	ShmPath   string                       `json:"shmPath,omitempty"` // the pod's /dev/shm tmpfs on the host
+	Cgroup    string                       `json:"cgroupParent,omitempty"`
+	Unknown   string                       `json:"-"` // set when the record could not be read: why
+}
+
+// Container states:
+//
+//	         CreateContainer          StartContainer          exit
+//	(none) ──────────────────▶ Created ──────────────▶ Running ─────▶ Exited ──Remove──▶ (none)
+//	                              │ crash before "created" is recorded: undone at start-up
+//	                              └──────────────────────────────────────────────▶ Exited (never started)
+//
+// Unknown marks a record that could not be read; kubelet removes it.
+type ContainerState string
+
+const (
+	ContainerCreating ContainerState = "Creating"
+	ContainerCreated  ContainerState = "Created"
+	ContainerRunning  ContainerState = "Running"
+	ContainerExited   ContainerState = "Exited"
+	ContainerUnknown  ContainerState = "Unknown"
+)
+
+const containerVersion = 1
+
+// Container is the record of one container.
+type Container struct {
+	Version    int                                 `json:"version"`
+	ID         string                              `json:"id"`
+	SandboxID  string                              `json:"sandboxID"`
+	State      ContainerState                      `json:"state"`
+	Config     *runtimeapi.ContainerConfig         `json:"config"`
+	ImageID    string                              `json:"imageID"`
+	ImageRef   string                              `json:"imageRef"` // what the user asked for
+	CreatedAt  time.Time                           `json:"createdAt"`
+	StartedAt  time.Time                           `json:"startedAt,omitzero"`
+	FinishedAt time.Time                           `json:"finishedAt,omitzero"`
+	ExitCode   int32                               `json:"exitCode"`
+	Reason     string                              `json:"reason,omitempty"`
+	Message    string                              `json:"message,omitempty"`
+	Pid        int                                 `json:"pid,omitempty"`
+	LogPath    string                              `json:"logPath,omitempty"` // absolute
+	StopSignal string                              `json:"stopSignal,omitempty"`
+	Resources  *runtimeapi.LinuxContainerResources `json:"resources,omitempty"`
+	// StartTime is the init process's start time (/proc/<pid>/stat), so a
+	// signal never reaches a process that reused the pid.
+	StartTime uint64 `json:"startTime,omitempty"`
+	// User is the resolved identity of the init process.
+	User    *ContainerUser `json:"user,omitempty"`
+	Unknown string         `json:"-"`
+}
+
+// ContainerUser is the identity a container's process runs as.
+type ContainerUser struct {
+	UID    uint32   `json:"uid"`
+	GID    uint32   `json:"gid"`
+	Groups []uint32 `json:"groups,omitempty"`
+}
