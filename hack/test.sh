@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # test.sh: everything CI runs, in the order a failure is cheapest to find.
-# Run as root on Debian 12: the integration tests create (and remove) their
-# own network namespaces, bridges and runc containers; nothing touches the
-# root network namespace.
+# Run as root on Debian 12: the integration tests and the conformance run
+# create (and remove) their own network namespaces, bridges and runc
+# containers; nothing touches the root network namespace.
 #
-#   hack/test.sh            verify + unit + root integration tests
+#   hack/test.sh            verify + unit + root integration tests + critest ratchet
 #   hack/test.sh -short     verify + tests that need no root
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,3 +21,10 @@ hack/verify.sh
 
 echo "== go test"
 go test $short -count=1 -timeout 30m ./...
+
+if [[ -n $short || $(id -u) -ne 0 ]]; then
+	echo "== critest: skipped (needs root; not run with -short)"
+	exit 0
+fi
+echo "== critest (conformance ratchet: hack/critest-known-failures.txt)"
+hack/critest.sh --runtime cri-shim --known-failures hack/critest-known-failures.txt

@@ -80,7 +80,6 @@ func exitPath(dir, id string) string     { return filepath.Join(dir, "exits", id
 func ioDir(dir, id string) string        { return filepath.Join(dir, "io", id) }
 func stdioFifo(dir, id, s string) string { return filepath.Join(ioDir(dir, id), s) }
 func pidFilePath(dir, id string) string  { return filepath.Join(ioDir(dir, id), "pid") }
-func consolePath(dir, id string) string  { return filepath.Join(ioDir(dir, id), "console.sock") }
 func monitorLogPath(dir string) string   { return filepath.Join(dir, "monitor.log") }
 func monitorPidPath(dir string) string   { return filepath.Join(dir, "monitor.pid") }
 func ensureDirs(dir string) error {

@@ -182,14 +182,13 @@ func (s *Server) create(req *CreateRequest) (pid int, err error) {
 	}
 	closeOnExit = append(closeOnExit, devnull)
 	files := []*os.File{devnull, devnull, devnull}
-	var consoleLn *net.UnixListener
+	var console *Console
 	switch {
 	case req.Terminal:
-		consoleLn, err = net.ListenUnix("unix", &net.UnixAddr{Name: consolePath(s.dir, req.ID), Net: "unix"})
-		if err != nil {
-			return 0, fmt.Errorf("console socket: %w", err)
+		if console, err = ListenConsole(); err != nil {
+			return 0, err
 		}
-		defer consoleLn.Close()
+		defer console.Close()
 	case req.LogPath != "" || req.Stdin:
 		c.rec.Fifos = true
 		for i, name := range []string{"stdout", "stderr"} {
@@ -223,7 +222,7 @@ func (s *Server) create(req *CreateRequest) (pid int, err error) {
 	}
 	argv = append(argv, "--bundle", req.Bundle, "--pid-file", pidFilePath(s.dir, req.ID))
 	if req.Terminal {
-		argv = append(argv, "--console-socket", consolePath(s.dir, req.ID))
+		argv = append(argv, "--console-socket", console.Path())
 	}
 	argv = append(argv, req.ID)
 	bin, err := lookPath(req.RuntimeBinary)
@@ -239,7 +238,7 @@ func (s *Server) create(req *CreateRequest) (pid int, err error) {
 		consoleErr = make(chan error, 1)
 		go func() {
 			var err error
-			c.console, err = ReceiveConsole(consoleLn, 30*time.Second)
+			c.console, err = console.Receive(30 * time.Second)
 			consoleErr <- err
 		}()
 	}
@@ -247,7 +246,7 @@ func (s *Server) create(req *CreateRequest) (pid int, err error) {
 	if !ws.Exited() || ws.ExitStatus() != 0 {
 		msg := runtimeError(runtimeLog)
 		if req.Terminal {
-			consoleLn.Close()
+			console.Close()
 			<-consoleErr
 		}
 		s.cleanupRuntime(req)
@@ -330,9 +329,46 @@ func openFifo(path string) (containerEnd, monitorEnd *os.File, err error) {
 	return containerEnd, monitorEnd, nil
 }
 
-// ReceiveConsole accepts the runtime's connection on the console socket
+// Console is a console socket for the runtime's --console-socket: the
+// runtime connects and passes the pty master. It lives in a fresh directory
+// under /tmp, not under the state directory: a unix socket path is limited
+// to 107 bytes, and state paths (bundles under a test's temp dir, say)
+// easily exceed that.
+type Console struct {
+	ln  *net.UnixListener
+	dir string
+}
+
+// ListenConsole makes a console socket.
+func ListenConsole() (*Console, error) {
+	dir, err := os.MkdirTemp("/tmp", "cri-shim-tty-")
+	if err != nil {
+		return nil, fmt.Errorf("console socket: %w", err)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "c.sock"), Net: "unix"})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("console socket: %w", err)
+	}
+	return &Console{ln: ln, dir: dir}, nil
+}
+
+// Path is what to pass as --console-socket.
+func (c *Console) Path() string { return filepath.Join(c.dir, "c.sock") }
+
+// Close removes the socket and its directory.
+func (c *Console) Close() error {
+	err := c.ln.Close()
+	os.RemoveAll(c.dir)
+	return err
+}
+
+// Receive waits for the runtime's pty master.
+func (c *Console) Receive(timeout time.Duration) (*os.File, error) { return receiveConsole(c.ln, timeout) }
+
+// receiveConsole accepts the runtime's connection on the console socket
 // and takes the pty master it passes.
-func ReceiveConsole(ln *net.UnixListener, timeout time.Duration) (*os.File, error) {
+func receiveConsole(ln *net.UnixListener, timeout time.Duration) (*os.File, error) {
 	ln.SetDeadline(time.Now().Add(timeout))
 	conn, err := ln.AcceptUnix()
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +19,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/cri-shim/cri-shim/pkg/monitor"
 	"github.com/cri-shim/cri-shim/pkg/runtime"
 )
 
@@ -67,18 +65,9 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 		return 0, err
 	}
 
-	var consoleSock string
-	var ln *net.UnixListener
-	if o.Tty {
-		consoleSock = filepath.Join(tmp, "console.sock")
-		if ln, err = net.ListenUnix("unix", &net.UnixAddr{Name: consoleSock, Net: "unix"}); err != nil {
-			return 0, err
-		}
-		defer ln.Close()
-	}
-	cmd := exec.Command(m.cfg.Runtime, append([]string{"--root", m.runc.Root}, m.runc.ExecArgs(id, procFile, pidFile, consoleSock, false)...)...)
-	var stderrBuf bytes.Buffer
+	cmd := exec.Command(m.cfg.Runtime, append([]string{"--root", m.runc.Root}, m.runc.ExecArgs(id, procFile, pidFile, "", false)...)...)
 	var stdinW *os.File
+	var ioDone sync.WaitGroup
 	if !o.Tty {
 		cmd.Stdout, cmd.Stderr = nonNil(o.Stdout), nonNil(o.Stderr)
 		if o.Stdin != nil {
@@ -89,42 +78,46 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 			defer r.Close()
 			cmd.Stdin, stdinW = r, w
 		}
-	} else {
-		cmd.Stderr = &stderrBuf
-	}
-	if err := cmd.Start(); err != nil {
+		if err := cmd.Start(); err != nil {
+			if stdinW != nil {
+				stdinW.Close()
+			}
+			return 0, fmt.Errorf("exec in %s: %w", id, err)
+		}
+		// Feed stdin; the copy ends when the caller's stream ends (EOF
+		// closes the process's stdin) or the process is gone.
 		if stdinW != nil {
-			stdinW.Close()
+			go func() {
+				io.Copy(stdinW, o.Stdin)
+				stdinW.Close()
+			}()
 		}
-		return 0, fmt.Errorf("exec in %s: %w", id, err)
-	}
-	// Feed stdin; the copy ends when the caller's stream ends (EOF closes
-	// the process's stdin) or the process is gone (the write fails).
-	if stdinW != nil {
-		go func() {
-			io.Copy(stdinW, o.Stdin)
-			stdinW.Close()
-		}()
-	}
-	var ioDone sync.WaitGroup
-	var console *os.File
-	if o.Tty {
-		console, err = monitor.ReceiveConsole(ln, 30*time.Second)
+	} else {
+		// A non-detached runc exec with a terminal proxies the container's
+		// pty to its own stdio; giving it a pty of ours (not pipes) keeps
+		// resizing possible: see runtime.OpenPTY.
+		master, slave, err := runtime.OpenPTY()
 		if err != nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-			return 0, fmt.Errorf("exec in %s: receive terminal: %w (%s)", id, err, strings.TrimSpace(stderrBuf.String()))
+			return 0, err
 		}
-		defer console.Close()
+		defer master.Close()
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+		err = cmd.Start()
+		slave.Close()
+		if err != nil {
+			return 0, fmt.Errorf("exec in %s: %w", id, err)
+		}
 		ioDone.Add(1)
-		go func() { defer ioDone.Done(); io.Copy(nonNil(o.Stdout), console) }()
+		go func() { defer ioDone.Done(); io.Copy(nonNil(o.Stdout), master) }()
 		if o.Stdin != nil {
-			go io.Copy(console, o.Stdin)
+			go io.Copy(master, o.Stdin)
 		}
 		if o.Resize != nil {
 			go func() {
 				for sz := range o.Resize {
-					unix.IoctlSetWinsize(int(console.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Col: sz.Width, Row: sz.Height})
+					if runtime.SetWinsize(master, sz.Width, sz.Height) == nil {
+						cmd.Process.Signal(unix.SIGWINCH)
+					}
 				}
 			}()
 		}
@@ -137,20 +130,24 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 	case waitErr = <-waitc:
 	case <-ctx.Done():
 		// runc exec forwards signals but cannot forward SIGKILL: kill the
-		// process in the container itself, then runc exits with it.
+		// process in the container itself and let runc, its parent, reap
+		// it and exit. Killing runc first would leave the process a zombie
+		// under the container's init, which may never reap it.
 		if data, err := os.ReadFile(pidFile); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
 				unix.Kill(pid, unix.SIGKILL)
 			}
 		}
-		cmd.Process.Signal(unix.SIGKILL)
-		<-waitc
+		select {
+		case <-waitc:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Signal(unix.SIGKILL)
+			<-waitc
+		}
 		return 0, fmt.Errorf("exec in %s: %w", id, ctx.Err())
 	}
-	if console != nil {
-		// The terminal's output ends with EIO once the process exits.
-		ioDone.Wait()
-	}
+	// The terminal's output ends (EIO) once runc and the process are gone.
+	ioDone.Wait()
 	var exitErr *exec.ExitError
 	if errors.As(waitErr, &exitErr) {
 		return exitErr.ExitCode(), nil

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -157,6 +158,10 @@ func processUser(sc *runtimeapi.LinuxContainerSecurityContext, img *image.Image,
 		}
 	}
 	if sc.GetRunAsGroup() != nil {
+		if sc.GetRunAsUser() == nil && sc.GetRunAsUsername() == "" {
+			// The CRI allows a group only with an explicit user.
+			return identity{}, nil, invalid("run_as_group is set without run_as_user or run_as_username")
+		}
 		id.gid = uint32(sc.GetRunAsGroup().GetValue())
 	}
 	groups := []uint32{id.gid}
@@ -381,16 +386,35 @@ var knownCapabilities = []string{
 	"CAP_CHECKPOINT_RESTORE",
 }
 
-// allCapabilities is every capability this kernel knows.
-func allCapabilities() []string {
+// allCapabilities is every capability this kernel knows that the runtime
+// itself holds in its bounding set: a container cannot get more than its
+// runtime has (here, root lacks CAP_SYS_RESOURCE), and asking makes runc
+// fail with "unable to apply caps".
+var allCapabilities = sync.OnceValue(func() []string {
 	last := len(knownCapabilities) - 1
 	if data, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && n < last {
 			last = n
 		}
 	}
-	return slices.Clone(knownCapabilities[:last+1])
-}
+	bounding := ^uint64(0)
+	if data, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+				if b, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64); err == nil {
+					bounding = b
+				}
+			}
+		}
+	}
+	var out []string
+	for i, c := range knownCapabilities[:last+1] {
+		if bounding&(1<<i) != 0 {
+			out = append(out, c)
+		}
+	}
+	return out
+})
 
 // hostDevices lists the host's device nodes for privileged containers.
 func hostDevices() []specs.LinuxDevice {
