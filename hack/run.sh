@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# run.sh: build everything and run a cri-shim node in a self-contained
+# sandbox, until Ctrl-C.
+#
+# The sandbox is a dedicated network namespace plus a private mount, IPC and
+# UTS namespace: cri-shim, its monitor, its containers, the cni-bridge pod
+# network (bridge cni0, 10.88.0.0/16) and a local registry of test images
+# (registry.k8s.io/e2e-test-images/busybox:1.29-2, nginx, ...; mirrored for
+# registry.k8s.io, gcr.io, docker.io, ...) all live there. Nothing of the
+# host's network is touched, and Ctrl-C removes everything. Since the
+# sandbox has no route out, images come from that registry or from
+# `cri-shim images import`.
+#
+#   sudo hack/run.sh            run until Ctrl-C
+#   sudo hack/run.sh --smoke    start, run a pod with crictl, check it, tear down
+#
+# Installing on a real node (root namespace, systemd) is described in
+# deploy/README.md.
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+log() { printf '[run.sh] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+# shellcheck source=hack/lib/cri-tools.sh
+source "$REPO/hack/lib/cri-tools.sh"
+
+SMOKE=0
+[[ ${1:-} == --smoke ]] && SMOKE=1
+[[ $(id -u) == 0 ]] || die "run as root (it creates namespaces and mounts)"
+
+NS=cri-shim-sandbox-$$
+BASE=$(mktemp -d /tmp/cri-shim-sandbox.XXXXXX)
+chmod 755 "$BASE"
+BIN=$BASE/bin
+SOCK=$BASE/cri-shim.sock
+CRI_PID="" REG_PID=""
+
+cleanup() {
+	set +e
+	log "tearing down the sandbox"
+	if [[ -S $SOCK ]]; then
+		timeout 120 nsenter --net="/run/netns/$NS" "$TOOLS_DIR/crictl" -r "unix://$SOCK" -i "unix://$SOCK" rmp -fa >/dev/null 2>&1
+	fi
+	[[ -n $CRI_PID ]] && kill "$CRI_PID" 2>/dev/null && wait "$CRI_PID" 2>/dev/null
+	[[ -f $BASE/state/monitor/monitor.pid ]] && kill "$(cat "$BASE/state/monitor/monitor.pid")" 2>/dev/null
+	[[ -n $REG_PID ]] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
+	sleep 0.3
+	# Every mount cri-shim made lives in its private mount namespace, which
+	# goes with its last process; unmount what may remain visible here.
+	grep -F " $BASE/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
+	ip netns del "$NS" 2>/dev/null
+	rm -rf "$BASE"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "installing packages (apt) and building"
+"$REPO/hack/install-deps.sh"
+"$REPO/hack/build.sh" "$BIN"
+(cd "$REPO" && go build -o "$BIN/testimages" ./hack/testimages)
+build_tools
+CRICTL=$TOOLS_DIR/crictl
+
+mkdir -p "$BASE/net.d" "$BASE/certs.d" "$BASE/cni-bin" "$BASE/root" "$BASE/state"
+cp "$BIN/cni-bridge" "$BASE/cni-bin/"
+cat >"$BASE/net.d/10-pods.conflist" <<JSON
+{"cniVersion":"1.1.0","name":"pods","plugins":[{"type":"cni-bridge","bridge":"cni0","subnet":"10.88.0.0/16",
+  "isDefaultGateway":true,"ipMasq":true,"mtu":1500,"hairpinMode":true,"dataDir":"$BASE/cni-bridge",
+  "capabilities":{"portMappings":true,"ipRanges":true}}]}
+JSON
+for host in registry.k8s.io k8s.gcr.io gcr.io public.ecr.aws docker.io; do
+	mkdir -p "$BASE/certs.d/$host"
+	printf 'server = "https://%s"\n\n[host."http://127.0.0.1:5000"]\n  capabilities = ["pull", "resolve"]\n' "$host" >"$BASE/certs.d/$host/hosts.toml"
+done
+
+ip netns add "$NS"
+ip netns exec "$NS" ip link set lo up
+# nsenter, not `ip netns exec`: the latter remounts /sys and hides cgroups.
+in_ns() { nsenter --net="/run/netns/$NS" "$@"; }
+
+log "starting the test image registry on 127.0.0.1:5000 (in the sandbox)"
+in_ns "$BIN/testimages" serve --addr 127.0.0.1:5000 --ready-file "$BASE/registry.ready" >"$BASE/registry.log" 2>&1 &
+REG_PID=$!
+for _ in $(seq 300); do [[ -f $BASE/registry.ready ]] && break; kill -0 "$REG_PID" 2>/dev/null || die "registry failed: $(tail -3 "$BASE/registry.log")"; sleep 0.2; done
+
+log "starting cri-shim"
+in_ns unshare --mount --ipc --uts --propagation private \
+	"$BIN/cri-shim" --listen "$SOCK" --root "$BASE/root" --state "$BASE/state" \
+	--cni-conf-dir "$BASE/net.d" --cni-bin-dir "$BASE/cni-bin" --registry-config-dir "$BASE/certs.d" \
+	>"$BASE/cri-shim.log" 2>&1 &
+CRI_PID=$!
+for _ in $(seq 100); do [[ -S $SOCK ]] && break; kill -0 "$CRI_PID" 2>/dev/null || die "cri-shim failed: $(tail -5 "$BASE/cri-shim.log")"; sleep 0.1; done
+printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\n' "$SOCK" "$SOCK" >"$BASE/crictl.yaml"
+crictl() { CRI_CONFIG_FILE=$BASE/crictl.yaml in_ns "$CRICTL" "$@"; }
+crictl version >/dev/null
+
+if [[ $SMOKE == 1 ]]; then
+	log "smoke test: pull, run a pod, exec, logs"
+	cat >"$BASE/pod.json" <<JSON
+{"metadata":{"name":"smoke","namespace":"default","uid":"smoke-uid"},"log_directory":"$BASE/logs","hostname":"smoke"}
+JSON
+	cat >"$BASE/ctr.json" <<JSON
+{"metadata":{"name":"hello"},"image":{"image":"registry.k8s.io/e2e-test-images/busybox:1.29-2"},
+ "command":["sh","-c","echo hello from cri-shim; sleep 3600"],"log_path":"hello.log"}
+JSON
+	crictl pull registry.k8s.io/e2e-test-images/busybox:1.29-2 >/dev/null
+	pod=$(crictl runp "$BASE/pod.json")
+	ctr=$(crictl create "$pod" "$BASE/ctr.json" "$BASE/pod.json")
+	crictl start "$ctr" >/dev/null
+	[[ $(crictl exec "$ctr" hostname) == smoke ]] || die "exec: wrong hostname"
+	for _ in $(seq 50); do grep -q "hello from cri-shim" "$BASE/logs/hello.log" 2>/dev/null && break; sleep 0.1; done
+	grep -q "stdout F hello from cri-shim" "$BASE/logs/hello.log" || die "container log missing"
+	crictl rmp -f "$pod" >/dev/null
+	log "smoke test passed"
+	exit 0
+fi
+
+cat <<MSG
+
+cri-shim is serving in the sandbox (network namespace $NS). Talk to it with:
+
+  CRI_CONFIG_FILE=$BASE/crictl.yaml nsenter --net=/run/netns/$NS $CRICTL ps
+
+Images: 'crictl pull registry.k8s.io/e2e-test-images/busybox:1.29-2' (and
+nginx:1.14-2, httpd:2.4.39-4, ...) come from the sandbox's local registry.
+Logs: $BASE/cri-shim.log. Ctrl-C stops it and removes everything.
+
+MSG
+wait "$CRI_PID"
