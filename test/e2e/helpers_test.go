@@ -37,13 +37,21 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binDir = dir
-	cmd := exec.Command("go", "build", "-o", binDir, "../../cmd/cni-bridge")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: building binaries:", err)
-		os.Exit(1)
+	// Every binary of the project (cri-shim finds its monitor and pause
+	// next to itself; libcni finds cni-bridge here), and the test images.
+	for _, cmd := range [][]string{
+		{"../../hack/build.sh", binDir},
+		{"go", "build", "-o", binDir, "../../hack/testimages"},
+	} {
+		c := exec.Command(cmd[0], cmd[1:]...)
+		c.Stdout, c.Stderr = os.Stderr, os.Stderr
+		if err := c.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: building binaries:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
+	stopSharedRuntime()
 	os.RemoveAll(binDir)
 	os.Exit(code)
 }

@@ -1,0 +1,343 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+func container(name, image string, cmd ...string) *runtimeapi.ContainerConfig {
+	return &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: name},
+		Image:    &runtimeapi.ImageSpec{Image: image},
+		Command:  cmd,
+		LogPath:  name + ".log",
+		Linux:    &runtimeapi.LinuxContainerConfig{},
+	}
+}
+
+// Two containers of one pod share the pod's IP and reach each other over
+// localhost; the IP is the one the sandbox reports.
+func TestPodContainersShareNetwork(t *testing.T) {
+	r := sharedRuntime(t)
+	pod := r.podConfig("share")
+	podID := r.runPod(t, pod)
+	st, err := r.rt.PodSandboxStatus(r.ctx(t), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: podID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := st.GetStatus().GetNetwork().GetIp()
+	if !strings.HasPrefix(ip, "10.88.") || st.GetStatus().GetState() != runtimeapi.PodSandboxState_SANDBOX_READY {
+		t.Fatalf("sandbox status: ip %q state %v", ip, st.GetStatus().GetState())
+	}
+	web := r.startContainer(t, podID, pod, container("web", nginxImage))
+	client := r.startContainer(t, podID, pod, container("client", busyboxImage, "sleep", "3600"))
+	for _, id := range []string{web, client} {
+		out, code := r.execSync(t, id, "ip", "-o", "-4", "addr", "show", "eth0")
+		if code != 0 || !strings.Contains(out, " "+ip+"/") {
+			t.Errorf("container %s sees %q (exit %d), want the pod IP %s", id[:12], out, code, ip)
+		}
+	}
+	var out string
+	var code int32
+	waitFor(10*time.Second, func() bool {
+		out, code = r.execSync(t, client, "wget", "-qO-", "http://127.0.0.1:80/")
+		return code == 0
+	})
+	if code != 0 {
+		t.Errorf("client -> web over localhost: exit %d: %s", code, out)
+	}
+	// And from the node to the pod IP.
+	if got, err := r.inNode("wget", "-qO-", "-T", "5", "http://"+ip+":80/"); err != nil {
+		t.Errorf("node -> pod IP: %v: %s", err, got)
+	}
+	hostname, _ := r.execSync(t, client, "hostname")
+	if strings.TrimSpace(hostname) != "share" {
+		t.Errorf("hostname = %q, want the pod's", hostname)
+	}
+}
+
+// A memory limit lands in the container's cgroup; logs are CRI lines.
+func TestResourcesAndLogs(t *testing.T) {
+	r := sharedRuntime(t)
+	pod := r.podConfig("res")
+	podID := r.runPod(t, pod)
+	long := strings.Repeat("x", 20000)
+	cfg := container("logger", busyboxImage, "sh", "-c", "echo out; echo err >&2; echo "+long+"; sleep 3600")
+	cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, CpuShares: 512}
+	id := r.startContainer(t, podID, pod, cfg)
+
+	limit, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory/cri-shim", id, "memory.limit_in_bytes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(limit)) != fmt.Sprint(64<<20) {
+		t.Errorf("memory.limit_in_bytes = %s, want %d", limit, 64<<20)
+	}
+	shares, _ := os.ReadFile(filepath.Join("/sys/fs/cgroup/cpu/cri-shim", id, "cpu.shares"))
+	if strings.TrimSpace(string(shares)) != "512" {
+		t.Errorf("cpu.shares = %s, want 512", shares)
+	}
+
+	logPath := filepath.Join(pod.GetLogDirectory(), "logger.log")
+	var lines []string
+	waitFor(10*time.Second, func() bool {
+		data, _ := os.ReadFile(logPath)
+		lines = strings.Split(strings.TrimSpace(string(data)), "\n")
+		return len(lines) >= 4
+	})
+	re := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z (stdout|stderr) ([PF]) (.*)$`)
+	var got []string
+	var rebuilt string
+	for _, l := range lines {
+		m := re.FindStringSubmatch(l)
+		if m == nil {
+			t.Fatalf("log line %q is not in the CRI format", l[:min(len(l), 80)])
+		}
+		if strings.HasPrefix(m[4], "xxx") {
+			rebuilt += m[4]
+			got = append(got, m[2]+" "+m[3]+" "+fmt.Sprint(len(m[4])))
+			continue
+		}
+		got = append(got, m[2]+" "+m[3]+" "+m[4])
+	}
+	// stdout and stderr interleave in any order; the long line is split at
+	// 16 KiB into a partial entry and its final part.
+	want := map[string]bool{"stdout F out": true, "stderr F err": true, "stdout P 16384": true, "stdout F 3616": true}
+	for _, g := range got {
+		delete(want, g)
+	}
+	if len(want) != 0 || rebuilt != long {
+		t.Errorf("log entries %v: missing %v (long line reassembled: %v)", got, want, rebuilt == long)
+	}
+
+	stats, err := r.rt.ContainerStats(r.ctx(t), &runtimeapi.ContainerStatsRequest{ContainerId: id})
+	if err != nil || stats.GetStats().GetMemory().GetWorkingSetBytes().GetValue() == 0 || stats.GetStats().GetCpu().GetUsageCoreNanoSeconds().GetValue() == 0 {
+		t.Errorf("ContainerStats = %v, %v: want memory and CPU usage", stats, err)
+	}
+}
+
+// Stop and Remove are idempotent and accept unknown IDs (api.proto); the
+// exit code and reason are reported.
+func TestStopRemoveIdempotent(t *testing.T) {
+	r := sharedRuntime(t)
+	pod := r.podConfig("idem")
+	podID := r.runPod(t, pod)
+	id := r.startContainer(t, podID, pod, container("idem", busyboxImage, "sh", "-c", "trap 'exit 3' TERM; touch /tmp/ready; sleep 3600 & wait"))
+	ctx := r.ctx(t)
+	// The stop signal must find the trap in place.
+	waitFor(10*time.Second, func() bool { _, code := r.execSync(t, id, "test", "-f", "/tmp/ready"); return code == 0 })
+	for i := range 2 {
+		if _, err := r.rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 10}); err != nil {
+			t.Fatalf("StopContainer #%d: %v", i+1, err)
+		}
+	}
+	st, err := r.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := st.GetStatus(); s.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED || s.GetExitCode() != 3 || s.GetReason() != "Error" || s.GetFinishedAt() < s.GetStartedAt() {
+		t.Errorf("after stop: state %v exit %d reason %q started %d finished %d", s.GetState(), s.GetExitCode(), s.GetReason(), s.GetStartedAt(), s.GetFinishedAt())
+	}
+	for i := range 2 {
+		if _, err := r.rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+			t.Fatalf("RemoveContainer #%d: %v", i+1, err)
+		}
+	}
+	for i := range 2 {
+		if _, err := r.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+			t.Fatalf("StopPodSandbox #%d: %v", i+1, err)
+		}
+	}
+	for i := range 2 {
+		if _, err := r.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
+			t.Fatalf("RemovePodSandbox #%d: %v", i+1, err)
+		}
+	}
+	for _, obj := range []string{id, podID} {
+		if l := r.leaks(obj); len(l) > 0 {
+			t.Errorf("left behind: %v", l)
+		}
+	}
+	unknown := strings.Repeat("0", 64)
+	if _, err := r.rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: unknown}); err != nil {
+		t.Errorf("StopContainer of an unknown ID: %v", err)
+	}
+	if _, err := r.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: unknown}); err != nil {
+		t.Errorf("StopPodSandbox of an unknown ID: %v", err)
+	}
+}
+
+// Bad input gets the documented codes (DESIGN.md, errors users rely on).
+func TestErrorCodes(t *testing.T) {
+	r := sharedRuntime(t)
+	ctx := r.ctx(t)
+	unknown := strings.Repeat("f", 64)
+	pod := r.podConfig("codes")
+	podID := r.runPod(t, pod)
+	r.pull(t, busyboxImage)
+	code := func(err error) codes.Code { return status.Code(err) }
+	tests := []struct {
+		desc string
+		call func() error
+		want codes.Code
+	}{
+		{"RunPodSandbox without config", func() error {
+			_, err := r.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{})
+			return err
+		}, codes.InvalidArgument},
+		{"RunPodSandbox without uid", func() error {
+			c := r.podConfig("x")
+			c.Metadata.Uid = ""
+			_, err := r.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: c})
+			return err
+		}, codes.InvalidArgument},
+		{"RunPodSandbox with an unknown handler", func() error {
+			_, err := r.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: r.podConfig("x"), RuntimeHandler: "kata"})
+			return err
+		}, codes.InvalidArgument},
+		{"PodSandboxStatus of an unknown ID", func() error {
+			_, err := r.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: unknown})
+			return err
+		}, codes.NotFound},
+		{"CreateContainer in an unknown sandbox", func() error {
+			_, err := r.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: unknown, Config: container("c", busyboxImage, "true")})
+			return err
+		}, codes.NotFound},
+		{"CreateContainer without metadata", func() error {
+			_, err := r.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: &runtimeapi.ContainerConfig{Image: &runtimeapi.ImageSpec{Image: busyboxImage}}})
+			return err
+		}, codes.InvalidArgument},
+		{"CreateContainer of an absent image", func() error {
+			_, err := r.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: container("c", "registry.k8s.io/none:1", "true")})
+			return err
+		}, codes.NotFound},
+		{"CreateContainer without a command in an image without one", func() error {
+			_, err := r.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: &runtimeapi.ContainerConfig{
+				Metadata: &runtimeapi.ContainerMetadata{Name: "nocmd"}, Image: &runtimeapi.ImageSpec{Image: "registry.k8s.io/pause:3.10"}, Args: nil, Command: nil, WorkingDir: ""}})
+			return err
+		}, codes.NotFound}, // pause:3.10 is not pulled: NotFound before the command check
+		{"StartContainer of an unknown ID", func() error {
+			_, err := r.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: unknown})
+			return err
+		}, codes.NotFound},
+		{"ExecSync in an unknown container", func() error {
+			_, err := r.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: unknown, Cmd: []string{"true"}})
+			return err
+		}, codes.NotFound},
+		{"PullImage of an unparsable reference", func() error {
+			_, err := r.img.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: "Not A Ref!"}})
+			return err
+		}, codes.InvalidArgument},
+	}
+	for _, tt := range tests {
+		if got := code(tt.call()); got != tt.want {
+			t.Errorf("%s: code %v, want %v", tt.desc, got, tt.want)
+		}
+	}
+
+	// A duplicate container name is AlreadyExists; a container in a
+	// stopped sandbox is FailedPrecondition; an image in use cannot go.
+	cfg := container("dup", busyboxImage, "sleep", "3600")
+	if _, err := r.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: cfg}); code(err) != codes.AlreadyExists {
+		t.Errorf("duplicate container name: %v, want AlreadyExists", err)
+	}
+	if _, err := r.img.RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: busyboxImage}}); code(err) != codes.FailedPrecondition {
+		t.Errorf("RemoveImage of an image in use: %v, want FailedPrecondition", err)
+	}
+	if _, err := r.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: container("late", busyboxImage, "true")}); code(err) != codes.FailedPrecondition {
+		t.Errorf("container in a stopped sandbox: %v, want FailedPrecondition", err)
+	}
+}
+
+// A RunPodSandbox whose CNI ADD fails, and a CreateContainer whose runc
+// create fails, leave nothing behind: no netns, mount, runc state, cgroup,
+// address or record.
+func TestFailuresLeaveNothing(t *testing.T) {
+	r := sharedRuntime(t)
+	ctx := r.ctx(t)
+	before, _ := os.ReadDir(filepath.Join(r.dir, "cni-bridge", "pods", "ipam", "ips"))
+
+	bad := r.podConfig("badnet")
+	bad.PortMappings = []*runtimeapi.PortMapping{{HostPort: 8080, ContainerPort: 80, HostIp: "not-an-ip"}}
+	if _, err := r.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: bad}); err == nil {
+		t.Fatal("RunPodSandbox with an invalid hostIP succeeded")
+	}
+	list, err := r.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range list.GetItems() {
+		if p.GetMetadata().GetUid() == bad.GetMetadata().GetUid() {
+			t.Errorf("the failed sandbox is listed: %s", p.GetId())
+		}
+	}
+	for _, d := range []string{"netns", "runc", "bundles", "shm"} {
+		entries, _ := os.ReadDir(filepath.Join(r.dir, "state", d))
+		for _, e := range entries {
+			if !r.isLive(t, e.Name()) {
+				t.Errorf("state/%s/%s left by the failed sandbox", d, e.Name())
+			}
+		}
+	}
+	after, _ := os.ReadDir(filepath.Join(r.dir, "cni-bridge", "pods", "ipam", "ips"))
+	if len(after) != len(before) {
+		t.Errorf("reservations: %d before, %d after the failed sandbox", len(before), len(after))
+	}
+
+	pod := r.podConfig("badctr")
+	podID := r.runPod(t, pod)
+	r.pull(t, busyboxImage)
+	cfg := container("badmount", busyboxImage, "true")
+	cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/proc/forbidden", HostPath: t.TempDir()}}
+	if _, err := r.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: cfg}); err == nil {
+		t.Fatal("CreateContainer with a mount into /proc succeeded")
+	}
+	ctrs, _ := r.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{PodSandboxId: podID}})
+	if len(ctrs.GetContainers()) != 0 {
+		t.Errorf("the failed container is listed: %v", ctrs.GetContainers())
+	}
+	entries, _ := os.ReadDir(filepath.Join(r.dir, "root", "images", "rootfs"))
+	for _, e := range entries {
+		if !r.isLive(t, e.Name()) {
+			t.Errorf("rootfs %s left by the failed container", e.Name())
+		}
+	}
+	// The name is free again.
+	cfg.Mounts = nil
+	if _, err := r.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: cfg}); err != nil {
+		t.Errorf("CreateContainer after the failure: %v", err)
+	}
+}
+
+// isLive reports whether id is a sandbox or container the runtime lists.
+func (r *testRuntime) isLive(t *testing.T, id string) bool {
+	ctx := r.ctx(t)
+	pods, _ := r.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	for _, p := range pods.GetItems() {
+		if p.GetId() == id {
+			return true
+		}
+	}
+	ctrs, _ := r.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+	for _, c := range ctrs.GetContainers() {
+		if c.GetId() == id {
+			return true
+		}
+	}
+	return false
+}
