@@ -26,5 +26,8 @@ if [[ -n $short || $(id -u) -ne 0 ]]; then
 	echo "== critest: skipped (needs root; not run with -short)"
 	exit 0
 fi
+echo "== hack/run.sh --smoke (the README's first command, once through)"
+hack/run.sh --smoke
+
 echo "== critest (conformance ratchet: hack/critest-known-failures.txt)"
 hack/critest.sh --runtime cri-shim --known-failures hack/critest-known-failures.txt
