@@ -364,7 +364,9 @@ func (c *Console) Close() error {
 }
 
 // Receive waits for the runtime's pty master.
-func (c *Console) Receive(timeout time.Duration) (*os.File, error) { return receiveConsole(c.ln, timeout) }
+func (c *Console) Receive(timeout time.Duration) (*os.File, error) {
+	return receiveConsole(c.ln, timeout)
+}
 
 // receiveConsole accepts the runtime's connection on the console socket
 // and takes the pty master it passes.

@@ -306,4 +306,3 @@ func (r *testRuntime) inNode(args ...string) (string, error) {
 	out, err := exec.Command("nsenter", append([]string{"--net=" + r.ns}, args...)...).CombinedOutput()
 	return string(out), err
 }
-
