@@ -95,6 +95,7 @@ func serve(ctx context.Context, cfg Config) error {
 		Root:              filepath.Join(cfg.Root, "images"),
 		RegistryConfigDir: cfg.RegistryConfigDir,
 		Registerer:        reg,
+		Pinned:            pinned(cfg.PauseImage),
 		// An image a container uses cannot be removed (FailedPrecondition).
 		InUse: func(imageID string) bool { return pods != nil && pods.ImageInUse(imageID) },
 	})
@@ -103,9 +104,10 @@ func serve(ctx context.Context, cfg Config) error {
 	}
 	pods, err = pod.New(ctx, pod.Config{
 		Root: cfg.Root, State: cfg.State, Runtime: cfg.Runtime,
-		MonitorBinary: monitorBin, PauseBinary: pauseBin,
+		MonitorBinary: monitorBin, PauseBinary: pauseBin, PauseImage: cfg.PauseImage,
 		CNIConfDir: cfg.CNIConfDir, CNIBinDirs: filepath.SplitList(cfg.CNIBinDir),
 		CgroupDriver: cfg.CgroupDriver, Images: images,
+		Fault: failpoint(os.Getenv("CRI_SHIM_FAILPOINT")),
 	})
 	if err != nil {
 		return err
@@ -157,6 +159,33 @@ func serve(ctx context.Context, cfg Config) error {
 		return nil
 	case err := <-errc:
 		return err
+	}
+}
+
+// pinned is the pause image, which image removal and GC must never take.
+func pinned(pauseImage string) []string {
+	if pauseImage == "" {
+		return nil
+	}
+	return []string{pauseImage}
+}
+
+// failpoint returns a fault hook that kills this process with SIGKILL at
+// the named step of an operation (pkg/pod's Fault steps). Only the
+// durability tests set CRI_SHIM_FAILPOINT: they prove that a crash at any
+// step leaks nothing and loses nothing.
+func failpoint(step string) func(string) error {
+	if step == "" {
+		return nil
+	}
+	return func(at string) error {
+		if at == step {
+			klog.Background().Info("Failpoint reached, killing cri-shim", "step", at)
+			klog.Flush()
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+		return nil
 	}
 }
 

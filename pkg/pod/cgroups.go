@@ -48,3 +48,19 @@ func (m *Manager) oomKilled(c *Container) bool {
 	}
 	return false
 }
+
+// removeCgroup removes the (empty) cgroup of a container or pause whose
+// runtime state is gone, in every hierarchy; the runtime removes it itself
+// on delete, but not after a reboot that kept the cgroup tree (a simulated
+// one) or a crash between its steps.
+func (m *Manager) removeCgroup(sandboxCgroup, id string) {
+	p := cgroupsPath(m.cfg.CgroupDriver, sandboxCgroup, id)
+	if strings.Contains(p, ":") {
+		return
+	}
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", p))
+	dirs = append(dirs, filepath.Join("/sys/fs/cgroup", p))
+	for _, d := range dirs {
+		os.Remove(d) // rmdir; a cgroup with processes refuses, which is right
+	}
+}

@@ -38,6 +38,9 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 		return fmt.Errorf("start container %s: %w", id, err)
 	}
 	started := time.Now()
+	if err := m.fault("container-started"); err != nil {
+		return err
+	}
 	c, err := m.containers.update(id, func(c *Container) error {
 		c.StartedAt = started
 		if c.State == ContainerCreated {
@@ -180,7 +183,8 @@ func (m *Manager) RemoveContainer(ctx context.Context, id string) error {
 		return nil
 	}
 	var errs []error
-	if err := m.runc.Delete(ctx, id, false); err != nil {
+	// An unreadable record says nothing of the process: force it down.
+	if err := m.runc.Delete(ctx, id, c.State == ContainerUnknown); err != nil {
 		errs = append(errs, fmt.Errorf("delete container %s from the runtime: %w", id, err))
 	}
 	if err := m.monitor.Forget(ctx, id); err != nil {
@@ -193,6 +197,9 @@ func (m *Manager) RemoveContainer(ctx context.Context, id string) error {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := m.fault("container-removed-from-runtime"); err != nil {
 		return err
 	}
 	if err := m.containers.delete(id); err != nil {

@@ -22,6 +22,7 @@ import (
 // Images is what pods need from the image store (pkg/image.Store).
 type Images interface {
 	Get(ref string) (*image.Image, error)
+	Pull(ctx context.Context, ref string, auth *image.Auth) (*image.Image, error)
 	PrepareRootfs(ctx context.Context, imageID, key string) (string, error)
 	RemoveRootfs(ctx context.Context, key string) error
 	RootfsUsage(key string) (bytes, inodes uint64, err error)
@@ -39,6 +40,9 @@ type Config struct {
 	MonitorBinary string
 	// PauseBinary is the pause program copied into the pause rootfs.
 	PauseBinary string
+	// PauseImage, when set, replaces the built-in pause with an image
+	// (pulled on first use; the caller pins it in the image store).
+	PauseImage string
 	// CNIConfDir and CNIBinDirs locate the network plugins.
 	CNIConfDir string
 	CNIBinDirs []string

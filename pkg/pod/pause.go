@@ -1,11 +1,14 @@
 package pod
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
+	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -57,16 +60,49 @@ func preparePauseRootfs(dir, binary string) (string, error) {
 	return rootfs, nil
 }
 
+// pauseRootfs returns the pause container's rootfs, command and user: the
+// built-in pause, or the configured pause image (pulled on first use,
+// mounted per sandbox like any container's rootfs).
+func (m *Manager) pauseRootfs(ctx context.Context, sb *Sandbox) (rootfs string, args []string, uid, gid uint32, err error) {
+	if m.cfg.PauseImage == "" {
+		return m.pauseRoot, []string{"/pause"}, pauseUID, pauseUID, nil
+	}
+	img, err := m.cfg.Images.Get(m.cfg.PauseImage)
+	if errdefs.IsNotFound(err) {
+		img, err = m.cfg.Images.Pull(ctx, m.cfg.PauseImage, nil)
+	}
+	if err != nil {
+		return "", nil, 0, 0, fmt.Errorf("pause image %s: %w", m.cfg.PauseImage, err)
+	}
+	args = append(slices.Clone(img.Config.Entrypoint), img.Config.Cmd...)
+	if len(args) == 0 {
+		args = []string{"/pause"}
+	}
+	rootfs, err = m.cfg.Images.PrepareRootfs(ctx, img.ID, sb.ID)
+	if err != nil {
+		return "", nil, 0, 0, err
+	}
+	id, err := readUserDB(rootfs).resolveUser(img.Config.User)
+	if err != nil {
+		id = identity{uid: pauseUID, gid: pauseUID}
+	}
+	return rootfs, args, id.uid, id.gid, nil
+}
+
 // pauseSpec is the pause container's spec: it owns the pod's network (a
 // pinned netns, or the host's), IPC, UTS and, with a pod-wide PID
 // namespace, PID namespaces.
-func (m *Manager) pauseSpec(sb *Sandbox) (*specs.Spec, error) {
+func (m *Manager) pauseSpec(ctx context.Context, sb *Sandbox) (*specs.Spec, error) {
 	cfg := sb.Config
 	ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	rootfs, args, uid, gid, err := m.pauseRootfs(ctx, sb)
+	if err != nil {
+		return nil, err
+	}
 	opts := []runtime.SpecOpt{
-		runtime.WithRootfs(m.pauseRoot, true),
-		runtime.WithArgs("/pause"),
-		runtime.WithUser(pauseUID, pauseUID, nil),
+		runtime.WithRootfs(rootfs, true),
+		runtime.WithArgs(args...),
+		runtime.WithUser(uid, gid, nil),
 		runtime.WithCapabilities(nil),
 		runtime.WithNoNewPrivileges(true),
 		runtime.WithOOMScoreAdj(-998, true),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -28,8 +29,17 @@ func (m *Manager) recover(ctx context.Context) {
 		sb, err := m.sandboxes.read(id)
 		if err != nil {
 			logger.Error(err, "Unreadable sandbox record, reporting it NotReady", "podSandboxID", id)
-			m.sandboxes.remember(id, &Sandbox{ID: id, State: SandboxNotReady, Unknown: err.Error(),
-				Config: &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: id, Namespace: "unknown", Uid: id}}})
+			// What it may hold is found by its ID alone (the pin and /dev/shm
+			// paths derive from it), so removing it releases everything.
+			sb := &Sandbox{ID: id, State: SandboxNotReady, Unknown: err.Error(),
+				Config: &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: id, Namespace: "unknown", Uid: id}}}
+			if p := filepath.Join(m.netnsDir(), id); netns.IsPinned(p) {
+				sb.NetNS, sb.CNIAdded = p, true
+			}
+			if p := filepath.Join(m.cfg.State, "shm", id); dirExists(p) {
+				sb.ShmPath = p
+			}
+			m.sandboxes.remember(id, sb)
 			continue
 		}
 		m.sandboxes.remember(id, sb)
@@ -45,6 +55,7 @@ func (m *Manager) recover(ctx context.Context) {
 			// Rebooted (or the pause was deleted behind our back): the
 			// pod's namespaces are gone.
 			m.sandboxes.update(id, func(s *Sandbox) error { s.State = SandboxNotReady; return nil })
+			m.removeCgroup(sb.Cgroup, id)
 		}
 		if m.runc.Exists(id) {
 			m.exits.track(id)
@@ -80,16 +91,32 @@ func (m *Manager) recover(ctx context.Context) {
 			continue
 		}
 		if !m.runc.Exists(id) {
+			// Rebooted: the process is gone, the kernel may keep an empty
+			// cgroup (a simulated reboot does).
 			m.handleExit(ctx, monitor.Exit{ID: id, ExitCode: 255, FinishedAt: time.Now(), Reason: "Unknown"})
+			if sb, ok := m.sandboxes.get(c.SandboxID); ok {
+				m.removeCgroup(sb.Cgroup, id)
+			}
 			continue
 		}
 		m.exits.track(id)
+		if c.State == ContainerCreated {
+			// A crash between runc start and recording it.
+			if st, err := m.runc.State(ctx, id); err == nil && st.Status == "running" {
+				m.containers.update(id, func(c *Container) error {
+					if c.State == ContainerCreated {
+						c.State, c.StartedAt = ContainerRunning, time.Now()
+					}
+					return nil
+				})
+			}
+		}
 	}
 
 	// Sandboxes that are not ready must not hold network resources: after
 	// a reboot nobody else will ever release them.
 	for _, sb := range m.sandboxes.list() {
-		if sb.State == SandboxNotReady && sb.Unknown == "" && (sb.CNIAdded || netns.IsPinned(sb.NetNS)) {
+		if sb.State == SandboxNotReady && (sb.CNIAdded || netns.IsPinned(sb.NetNS)) {
 			if err := m.StopPod(ctx, sb.ID); err != nil {
 				logger.Error(err, "Release the network of a stopped sandbox", "podSandboxID", sb.ID)
 			}
@@ -143,4 +170,9 @@ func (m *Manager) undoContainer(ctx context.Context, c *Container) error {
 		return err
 	}
 	return m.containers.delete(c.ID)
+}
+
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }

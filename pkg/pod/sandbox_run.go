@@ -134,6 +134,9 @@ func (m *Manager) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		return "", err
 	}
 	u.steps = nil
+	if err := m.fault("sandbox-ready"); err != nil {
+		return "", err
+	}
 	logger.V(2).Info("Started pod sandbox", "ips", sb.IPs)
 	m.events.sandbox(sb, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	return id, nil
@@ -143,9 +146,10 @@ var errPauseMayExist = errors.New("pause container may exist")
 
 // startPause creates and starts the pause container through the monitor.
 func (m *Manager) startPause(ctx context.Context, sb *Sandbox) (int, error) {
-	spec, err := m.pauseSpec(sb)
+	spec, err := m.pauseSpec(ctx, sb)
 	if err != nil {
-		return 0, err
+		// The pause image's rootfs may have been prepared.
+		return 0, fmt.Errorf("%w: %w", errPauseMayExist, err)
 	}
 	bundle := m.bundleDir(sb.ID)
 	if err := writeBundle(bundle, spec); err != nil {
@@ -186,6 +190,11 @@ func (m *Manager) removePause(ctx context.Context, id string, pid int) error {
 	m.exits.forget(id)
 	if err := os.RemoveAll(m.bundleDir(id)); err != nil {
 		errs = append(errs, err)
+	}
+	if m.cfg.PauseImage != "" {
+		if err := m.cfg.Images.RemoveRootfs(ctx, id); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

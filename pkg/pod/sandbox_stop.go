@@ -27,6 +27,9 @@ func (m *Manager) StopPod(ctx context.Context, id string) error {
 			}
 		}
 	}
+	if err := m.fault("stop-containers-stopped"); err != nil {
+		return err
+	}
 	unlock := m.locks.lock(id)
 	defer unlock()
 	if sb, ok = m.sandboxes.get(id); !ok {
@@ -48,6 +51,9 @@ func (m *Manager) StopPod(ctx context.Context, id string) error {
 	if netErr != nil {
 		// Keep the netns: the next Stop retries DEL with it.
 		return errors.Join(netErr, pauseErr)
+	}
+	if err := m.fault("stop-network-down"); err != nil {
+		return err
 	}
 	var errs []error
 	errs = append(errs, pauseErr)
@@ -90,6 +96,9 @@ func (m *Manager) RemovePod(ctx context.Context, id string) error {
 				return err
 			}
 		}
+	}
+	if err := m.fault("remove-containers-removed"); err != nil {
+		return err
 	}
 	unlock := m.locks.lock(id)
 	defer unlock()

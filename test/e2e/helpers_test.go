@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 	// next to itself; libcni finds cni-bridge here), and the test images.
 	for _, cmd := range [][]string{
 		{"../../hack/build.sh", binDir},
-		{"go", "build", "-o", binDir, "../../hack/testimages"},
+		{"go", "build", "-o", binDir, "../../hack/testimages", "../../hack/leakcheck"},
 	} {
 		c := exec.Command(cmd[0], cmd[1:]...)
 		c.Stdout, c.Stderr = os.Stderr, os.Stderr

@@ -26,10 +26,16 @@ import (
 // namespaces, exactly as hack/run.sh and hack/critest.sh run it.
 type testRuntime struct {
 	dir, ns, sock string
-	cmd, reg      *exec.Cmd
-	conn          *grpc.ClientConn
-	rt            runtimeapi.RuntimeServiceClient
-	img           runtimeapi.ImageServiceClient
+	// env is added to cri-shim's environment (CRI_SHIM_FAILPOINT).
+	env []string
+	// cgroupParent is the cgroup parent of this runtime's pods, so its
+	// cgroups are told apart from other runtimes' on the machine.
+	cgroupParent string
+	cmd, reg     *exec.Cmd
+	exited       chan struct{} // closed when the current cri-shim process ends
+	conn         *grpc.ClientConn
+	rt           runtimeapi.RuntimeServiceClient
+	img          runtimeapi.ImageServiceClient
 }
 
 var (
@@ -62,7 +68,8 @@ func startRuntime(name string) (_ *testRuntime, err error) {
 		return nil, err
 	}
 	os.Chmod(dir, 0o755)
-	r := &testRuntime{dir: dir, ns: filepath.Join(dir, "netns"), sock: filepath.Join(dir, "cri.sock")}
+	r := &testRuntime{dir: dir, ns: filepath.Join(dir, "netns"), sock: filepath.Join(dir, "cri.sock"),
+		cgroupParent: "/cri-shim-e2e-" + filepath.Base(dir)}
 	defer func() {
 		if err != nil {
 			r.stop()
@@ -118,12 +125,15 @@ func (r *testRuntime) startCRIShim() error {
 		"--state", filepath.Join(r.dir, "state"), "--cni-conf-dir", filepath.Join(r.dir, "net.d"),
 		"--cni-bin-dir", binDir, "--registry-config-dir", filepath.Join(r.dir, "certs.d"), "-v=2")
 	r.cmd = exec.Command("nsenter", args...)
+	r.cmd.Env = append(os.Environ(), r.env...)
 	logf, _ := os.OpenFile(filepath.Join(r.dir, "cri-shim.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	r.cmd.Stdout, r.cmd.Stderr = logf, logf
 	if err := r.cmd.Start(); err != nil {
 		return err
 	}
-	go r.cmd.Wait()
+	cmd := r.cmd
+	r.exited = make(chan struct{})
+	go func(done chan struct{}) { cmd.Wait(); close(done) }(r.exited)
 	if r.conn == nil {
 		conn, err := grpc.NewClient("unix://"+r.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -186,11 +196,13 @@ func (r *testRuntime) stop() {
 	time.Sleep(200 * time.Millisecond)
 	netns.Remove(r.ns)
 	os.RemoveAll(r.dir)
-	// runc made the default cgroup parent; remove it where it is empty (it
-	// stays while another runtime on this machine still has containers).
-	parents, _ := filepath.Glob("/sys/fs/cgroup/*/cri-shim")
-	for _, p := range parents {
-		syscall.Rmdir(p)
+	// runc made the cgroup parents; remove them where they are empty (the
+	// default one stays while another runtime on this machine uses it).
+	for _, pattern := range []string{"/sys/fs/cgroup/*/cri-shim", "/sys/fs/cgroup/*" + r.cgroupParent} {
+		parents, _ := filepath.Glob(pattern)
+		for _, p := range parents {
+			syscall.Rmdir(p)
+		}
 	}
 }
 
@@ -215,7 +227,7 @@ func (r *testRuntime) podConfig(name string) *runtimeapi.PodSandboxConfig {
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "e2e", Uid: uid},
 		Hostname:     name,
 		LogDirectory: filepath.Join(r.dir, "logs", uid),
-		Linux:        &runtimeapi.LinuxPodSandboxConfig{},
+		Linux:        &runtimeapi.LinuxPodSandboxConfig{CgroupParent: r.cgroupParent},
 	}
 }
 
@@ -282,8 +294,8 @@ func (r *testRuntime) leaks(id string) []string {
 		filepath.Join(r.dir, "state", "bundles", id),
 		filepath.Join(r.dir, "state", "shm", id),
 		filepath.Join(r.dir, "root", "images", "rootfs", id),
-		filepath.Join("/sys/fs/cgroup/memory/cri-shim", id),
-		filepath.Join("/sys/fs/cgroup/unified/cri-shim", id),
+		filepath.Join("/sys/fs/cgroup/memory", r.cgroupParent, id),
+		filepath.Join("/sys/fs/cgroup/unified", r.cgroupParent, id),
 	} {
 		if _, err := os.Stat(p); err == nil {
 			out = append(out, p)
@@ -305,4 +317,44 @@ func (r *testRuntime) monitorPid() int {
 func (r *testRuntime) inNode(args ...string) (string, error) {
 	out, err := exec.Command("nsenter", append([]string{"--net=" + r.ns}, args...)...).CombinedOutput()
 	return string(out), err
+}
+
+// kill9 kills the cri-shim daemon (only it: the monitor and the containers
+// go on) and waits for it to be gone.
+func (r *testRuntime) kill9() {
+	r.cmd.Process.Signal(syscall.SIGKILL)
+	<-r.exited
+}
+
+// restart starts the daemon again after it died.
+func (r *testRuntime) restart(t *testing.T) {
+	t.Helper()
+	select {
+	case <-r.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("cri-shim did not exit")
+	}
+	if err := r.startCRIShim(); err != nil {
+		t.Fatalf("restart cri-shim: %v", err)
+	}
+}
+
+// leakcheck runs hack/leakcheck against the runtime and returns its
+// findings.
+func (r *testRuntime) leakcheck(t *testing.T) []string {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(binDir, "leakcheck"), "--socket", r.sock, "--root", filepath.Join(r.dir, "root"),
+		"--state", filepath.Join(r.dir, "state"), "--netns", r.ns, "--cni-data", filepath.Join(r.dir, "cni-bridge"),
+		"--cgroup-parent", r.cgroupParent).CombinedOutput()
+	text := strings.TrimSpace(string(out))
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &exitErr) && exitErr.ExitCode() == 1:
+		return strings.Split(text, "\n")
+	default:
+		t.Fatalf("leakcheck: %v: %s", err, text)
+		return nil
+	}
 }

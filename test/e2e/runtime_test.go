@@ -75,14 +75,14 @@ func TestResourcesAndLogs(t *testing.T) {
 	cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, CpuShares: 512}
 	id := r.startContainer(t, podID, pod, cfg)
 
-	limit, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory/cri-shim", id, "memory.limit_in_bytes"))
+	limit, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", r.cgroupParent, id, "memory.limit_in_bytes"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.TrimSpace(string(limit)) != fmt.Sprint(64<<20) {
 		t.Errorf("memory.limit_in_bytes = %s, want %d", limit, 64<<20)
 	}
-	shares, _ := os.ReadFile(filepath.Join("/sys/fs/cgroup/cpu/cri-shim", id, "cpu.shares"))
+	shares, _ := os.ReadFile(filepath.Join("/sys/fs/cgroup/cpu", r.cgroupParent, id, "cpu.shares"))
 	if strings.TrimSpace(string(shares)) != "512" {
 		t.Errorf("cpu.shares = %s, want 512", shares)
 	}
