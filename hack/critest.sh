@@ -2,7 +2,7 @@
 # critest.sh: run the CRI conformance suite (critest, cri-tools v1.36.0)
 # offline against cri-shim or the reference runtime (Debian's containerd 1.6).
 #
-#   hack/critest.sh [--runtime cri-shim|containerd] [--benchmark]
+#   hack/critest.sh [--runtime cri-shim|containerd] [--benchmark] [--exec CMD]
 #                   [--known-failures FILE] [--verbose] [--keep]
 #                   [--artifacts DIR] [-- extra critest args]
 #
@@ -219,6 +219,17 @@ inner() {
 	wait_for 60 "$RUNTIME" "$RUNTIME_PID" crictl --timeout 2s version
 	crictl version | sed 's/^/  /' >&2
 
+	if [[ -n ${EXEC_CMD:-} ]]; then
+		# --exec: the same runtime setup, another program instead of critest
+		# (benchmarks). It gets the socket and the run's directories.
+		log "running: $EXEC_CMD"
+		local rc=0
+		(cd "$REPO" && CRI_SOCK=$CRI_SOCK RUNTIME=$RUNTIME RUN_DIR=$TMP RUNTIME_PID=$RUNTIME_PID \
+			bash -c "$EXEC_CMD") >"$TMP/exec.log" 2>&1 || rc=$?
+		echo "$rc" >"$TMP/exec.rc"
+		return 0
+	fi
+
 	local args=(
 		--runtime-endpoint "unix://$CRI_SOCK"
 		--image-endpoint "unix://$CRI_SOCK"
@@ -382,13 +393,14 @@ usage() {
 }
 
 main() {
-	RUNTIME=cri-shim BENCHMARK=0 KNOWN_FAILURES="" VERBOSE=0 KEEP=0 ARTIFACTS=""
+	RUNTIME=cri-shim BENCHMARK=0 KNOWN_FAILURES="" VERBOSE=0 KEEP=0 ARTIFACTS="" EXEC_CMD=""
 	local extra=()
 	while [[ $# -gt 0 ]]; do
 		case $1 in
 		--runtime) RUNTIME=${2:?--runtime needs a value}; shift 2 ;;
 		--runtime=*) RUNTIME=${1#*=}; shift ;;
 		--benchmark) BENCHMARK=1; shift ;;
+		--exec) EXEC_CMD=${2:?--exec needs a command}; shift 2 ;;
 		--known-failures) KNOWN_FAILURES=${2:?--known-failures needs a file}; shift 2 ;;
 		--known-failures=*) KNOWN_FAILURES=${1#*=}; shift ;;
 		--artifacts) ARTIFACTS=${2:?--artifacts needs a directory}; shift 2 ;;
@@ -426,6 +438,7 @@ main() {
 		cd "$REPO"
 		go build -o "$TMP/bin/testimages" ./hack/testimages
 		go build -o "$TMP/bin/critest-report" ./hack/critest/report
+		go build -o "$TMP/bin/leakcheck" ./hack/leakcheck
 		if [[ $RUNTIME == cri-shim ]]; then
 			# CRI_SHIM_BIN / CNI_BRIDGE_BIN: use prebuilt binaries instead.
 			# cri-shim finds cri-shim-monitor and cri-shim-pause next to itself.
@@ -455,7 +468,7 @@ main() {
 	fi
 	local start=$SECONDS
 	env TMP="$TMP" RUNTIME="$RUNTIME" BENCHMARK="$BENCHMARK" VERBOSE="$VERBOSE" TOOLS_DIR="$TOOLS_DIR" \
-		TESTIMAGES_CACHE="$TESTIMAGES_CACHE" ARTIFACTS="$ARTIFACTS" CRITEST_EXTRA_ARGS="$joined" \
+		TESTIMAGES_CACHE="$TESTIMAGES_CACHE" ARTIFACTS="$ARTIFACTS" CRITEST_EXTRA_ARGS="$joined" EXEC_CMD="$EXEC_CMD" \
 		nsenter --net="/run/netns/$NS" -- \
 		unshare --mount --ipc --uts --propagation private -- \
 		bash "$SCRIPT" __inner &
@@ -465,6 +478,15 @@ main() {
 	INNER_PID=
 	local elapsed=$((SECONDS - start))
 
+	if [[ -n $EXEC_CMD ]]; then
+		local rc=1
+		[[ -s $TMP/exec.rc ]] && rc=$(cat "$TMP/exec.rc")
+		cp "$TMP/exec.log" "$ARTIFACTS/exec.log" 2>/dev/null
+		trap - EXIT
+		( outer_cleanup ) || { [[ $rc == 0 ]] && rc=1; }
+		cat "$ARTIFACTS/exec.log" 2>/dev/null
+		exit "$rc"
+	fi
 	local report_args=()
 	[[ -n $KNOWN_FAILURES ]] && report_args+=(--known-failures "$KNOWN_FAILURES")
 	[[ $BENCHMARK == 1 ]] && report_args+=(--benchmark-dir "$TMP/benchmark")
