@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"k8s.io/klog/v2"
 
 	"github.com/cri-shim/cri-shim/pkg/cri"
@@ -189,14 +190,15 @@ func failpoint(step string) func(string) error {
 	}
 }
 
-// imagesCommand implements `cri-shim images import [FILE|-]`.
+// imagesCommand implements `cri-shim images import [--address SOCK] [FILE|-]`:
+// it streams a docker-archive or OCI-archive tarball to the running daemon,
+// which imports it with its tags (like `ctr images import`).
 func imagesCommand(args []string) error {
 	if len(args) < 1 || args[0] != "import" {
-		return errors.New("usage: cri-shim images import [--root DIR] [FILE|-]")
+		return errors.New("usage: cri-shim images import [--address SOCK] [FILE|-]")
 	}
 	fs := flag.NewFlagSet("images import", flag.ContinueOnError)
-	cfg := defaultConfig()
-	fs.StringVar(&cfg.Root, "root", cfg.Root, "persistent state directory")
+	addr := fs.String("address", defaultConfig().Listen, "cri-shim's socket")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -209,14 +211,15 @@ func imagesCommand(args []string) error {
 		defer file.Close()
 		in = file
 	}
-	ctx := context.Background()
-	store, err := image.New(ctx, image.Options{Root: filepath.Join(cfg.Root, "images")})
+	conn, err := grpc.NewClient("unix://"+*addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(16<<20)))
 	if err != nil {
 		return err
 	}
-	imgs, err := store.Import(ctx, in)
+	defer conn.Close()
+	imgs, err := cri.ImportClient(conn, in)
 	if err != nil {
-		return err
+		return fmt.Errorf("import into cri-shim at %s: %w", *addr, err)
 	}
 	for _, img := range imgs {
 		fmt.Printf("%s %s\n", img.ID, strings.Join(img.RepoTags, ","))

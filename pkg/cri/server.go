@@ -45,6 +45,7 @@ func ServerOptions() []grpc.ServerOption {
 func (s *Server) Register(gs *grpc.Server) {
 	runtimeapi.RegisterRuntimeServiceServer(gs, s)
 	runtimeapi.RegisterImageServiceServer(gs, s)
+	gs.RegisterService(&importServiceDesc, s)
 }
 
 func (s *Server) Version(ctx context.Context, req *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {
