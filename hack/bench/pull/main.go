@@ -9,6 +9,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -42,7 +44,7 @@ func run(rounds int) error {
 	if err != nil {
 		return err
 	}
-	go http.Serve(l, registry.New(registry.Logger(nil)))
+	go http.Serve(l, registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	// The runtimes reach the registry over plain HTTP through their
 	// hosts.toml (containerd's certs.d layout, which cri-shim reads too).
 	hostDir := filepath.Join(os.Getenv("RUN_DIR"), "certs.d", addr)
