@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cri-shim/cri-shim/pkg/atomicfile"
 	"github.com/cri-shim/cri-shim/pkg/bridge"
 )
 
@@ -170,9 +171,9 @@ func ParseCIDRs(l []string) ([]netip.Prefix, error) {
 // WriteFileAtomic makes path hold data, and reports whether it wrote. An
 // identical file is left alone (no new mtime or inode: the runtime and
 // anything watching the directory see no change). Otherwise data goes to a
-// temp file in the same directory, is fsynced, and renamed over path, so a
-// reader sees the old or the new file and never a partial one. The temp
-// name ends in ".tmp", which libcni does not load.
+// temp file in the same directory (ending in ".tmp", which libcni does not
+// load), is fsynced, and renamed over path (pkg/atomicfile), so a reader
+// sees the old or the new file and never a partial one.
 func WriteFileAtomic(path string, data []byte, perm fs.FileMode) (changed bool, err error) {
 	old, err := os.ReadFile(path)
 	if err == nil && bytes.Equal(old, data) {
@@ -185,39 +186,8 @@ func WriteFileAtomic(path string, data []byte, perm fs.FileMode) (changed bool, 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return false, fmt.Errorf("create %s: %w", dir, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return false, fmt.Errorf("create temp file for %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return false, fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err = f.Chmod(perm); err != nil {
-		return false, fmt.Errorf("chmod %s: %w", tmp, err)
-	}
-	if err = f.Sync(); err != nil {
-		return false, fmt.Errorf("fsync %s: %w", tmp, err)
-	}
-	if err = f.Close(); err != nil {
-		return false, fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return false, fmt.Errorf("rename %s to %s: %w", tmp, path, err)
-	}
-	// The rename is durable only once the directory is synced.
-	if d, derr := os.Open(dir); derr == nil {
-		derr = d.Sync()
-		d.Close()
-		if derr != nil {
-			return true, fmt.Errorf("fsync %s: %w", dir, derr)
-		}
+	if err := atomicfile.Write(path, data, perm); err != nil {
+		return false, err
 	}
 	return true, nil
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/cri-shim/cri-shim/pkg/atomicfile"
 )
 
 // Request is one call to the monitor.
@@ -107,30 +109,6 @@ func ReadExit(dir, id string) (*Exit, error) {
 	return &e, nil
 }
 
-// writeJSONAtomic writes v to path via a temp file, fsync and rename: an
-// exit record must survive a crash of the machine's power as much as of the
-// process, since it is the only witness of the exit code.
-func writeJSONAtomic(path string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
-}
+// writeJSONAtomic writes a record durably: an exit record is the only
+// witness of the exit code.
+func writeJSONAtomic(path string, v any) error { return atomicfile.WriteJSON(path, v, 0o600) }
