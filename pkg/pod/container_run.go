@@ -182,10 +182,22 @@ func (m *Manager) RemoveContainer(ctx context.Context, id string) error {
 	if c, ok = m.containers.get(id); !ok {
 		return nil
 	}
+	// The runtime's delete (a process, and the cgroups) and the rootfs
+	// removal are independent once the process is gone: do them at once.
+	runcErr := make(chan error, 1)
+	go func() {
+		// An unreadable record says nothing of the process: force it down.
+		if err := m.runc.Delete(ctx, id, c.State == ContainerUnknown); err != nil {
+			runcErr <- fmt.Errorf("delete container %s from the runtime: %w", id, err)
+			return
+		}
+		runcErr <- nil
+	}()
 	var errs []error
-	// An unreadable record says nothing of the process: force it down.
-	if err := m.runc.Delete(ctx, id, c.State == ContainerUnknown); err != nil {
-		errs = append(errs, fmt.Errorf("delete container %s from the runtime: %w", id, err))
+	if c.State == ContainerUnknown {
+		// It may still run: its rootfs is busy until the delete killed it.
+		errs = append(errs, <-runcErr)
+		runcErr <- nil
 	}
 	if err := m.monitor.Forget(ctx, id); err != nil {
 		errs = append(errs, err)
@@ -193,6 +205,7 @@ func (m *Manager) RemoveContainer(ctx context.Context, id string) error {
 	if err := m.cfg.Images.RemoveRootfs(ctx, id); err != nil {
 		errs = append(errs, fmt.Errorf("remove rootfs of %s: %w", id, err))
 	}
+	errs = append(errs, <-runcErr)
 	if err := os.RemoveAll(m.bundleDir(id)); err != nil {
 		errs = append(errs, err)
 	}
