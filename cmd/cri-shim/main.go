@@ -107,7 +107,7 @@ func serve(ctx context.Context, cfg Config) error {
 		Root: cfg.Root, State: cfg.State, Runtime: cfg.Runtime,
 		MonitorBinary: monitorBin, PauseBinary: pauseBin, PauseImage: cfg.PauseImage,
 		CNIConfDir: cfg.CNIConfDir, CNIBinDirs: filepath.SplitList(cfg.CNIBinDir),
-		CgroupDriver: cfg.CgroupDriver, Images: images,
+		CgroupDriver: cfg.CgroupDriver, Images: images, ImageFsMountpoint: filepath.Join(cfg.Root, "images"),
 		Fault: failpoint(os.Getenv("CRI_SHIM_FAILPOINT")),
 	})
 	if err != nil {

@@ -49,6 +49,10 @@ type Config struct {
 	// CgroupDriver is "cgroupfs" or "systemd".
 	CgroupDriver string
 	Images       Images
+	// ImageFsMountpoint is what ImageFsInfo reports as the image
+	// filesystem; container writable layers live on it too, and kubelet
+	// matches the two by this identifier.
+	ImageFsMountpoint string
 
 	// Fault, when set, is called at named steps of the orchestration; an
 	// error fails the operation there (tests prove rollback with it).

@@ -87,7 +87,7 @@ func (m *Manager) ContainerStats(id string) (*ContainerStats, error) {
 	if b, i, err := m.cfg.Images.RootfsUsage(id); err == nil {
 		out.WritableBytes, out.WritableInodes = b, i
 	}
-	out.WritableMountpoint = m.cfg.Root
+	out.WritableMountpoint = m.cfg.ImageFsMountpoint
 	return out, nil
 }
 

@@ -123,6 +123,12 @@ func TestResourcesAndLogs(t *testing.T) {
 	if err != nil || stats.GetStats().GetMemory().GetWorkingSetBytes().GetValue() == 0 || stats.GetStats().GetCpu().GetUsageCoreNanoSeconds().GetValue() == 0 {
 		t.Errorf("ContainerStats = %v, %v: want memory and CPU usage", stats, err)
 	}
+	// kubelet finds the writable layer's filesystem by the image fs's ID.
+	fsInfo, err := r.img.ImageFsInfo(r.ctx(t), &runtimeapi.ImageFsInfoRequest{})
+	if err != nil || len(fsInfo.GetImageFilesystems()) != 1 ||
+		fsInfo.GetImageFilesystems()[0].GetFsId().GetMountpoint() != stats.GetStats().GetWritableLayer().GetFsId().GetMountpoint() {
+		t.Errorf("image fs %v and writable layer %v differ (%v)", fsInfo.GetImageFilesystems(), stats.GetStats().GetWritableLayer(), err)
+	}
 }
 
 // Stop and Remove are idempotent and accept unknown IDs (api.proto); the
