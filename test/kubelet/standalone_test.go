@@ -1,0 +1,245 @@
+package kubelet
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+const (
+	busyboxImage = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
+	soloPodCIDR  = "10.244.50.0/24"
+)
+
+// webPodManifest is a static pod: an HTTP server (busybox httpd) with an
+// exec readiness probe, and a client fetching from it over localhost.
+// Both print their eth0 address at start.
+func webPodManifest(name string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+  namespace: default
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: server
+    image: %[2]s
+    command: ["sh", "-c", "echo server-ip $(ip -4 -o addr show eth0); mkdir -p /www; echo hello-from-server >/www/index.html; exec httpd -f -v -p 8080 -h /www"]
+    readinessProbe:
+      exec:
+        command: ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/index.html"]
+      periodSeconds: 1
+  - name: client
+    image: %[2]s
+    command: ["sh", "-c", "echo client-ip $(ip -4 -o addr show eth0); while true; do wget -q -O - http://127.0.0.1:8080/index.html; sleep 1; done"]
+`, name, busyboxImage)
+}
+
+// writeManifest puts a static pod manifest in place atomically (kubelet
+// ignores dot files, and sees the rename).
+func (n *node) writeManifest(t *testing.T, file, content string) {
+	t.Helper()
+	tmp := filepath.Join(n.dir, "manifests", "."+file)
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(n.dir, "manifests", file)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// kubeletPods is kubelet's own view of its pods (GET /pods on its port,
+// with the status of static pods filled in when there is no API server).
+func (n *node) kubeletPods() ([]corev1.Pod, error) {
+	body, err := httpGet(httpIn(n.ns), fmt.Sprintf("https://%s:10250/pods", n.ip))
+	if err != nil {
+		return nil, err
+	}
+	var l corev1.PodList
+	if err := json.Unmarshal([]byte(body), &l); err != nil {
+		return nil, err
+	}
+	return l.Items, nil
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// sandboxes lists the runtime's pod sandboxes of a pod name ("" for all).
+func (n *node) sandboxes(t *testing.T, podName string) []*runtimeapi.PodSandbox {
+	t.Helper()
+	c, cancel := ctx(30 * time.Second)
+	defer cancel()
+	req := &runtimeapi.ListPodSandboxRequest{}
+	if podName != "" {
+		req.Filter = &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{"io.kubernetes.pod.name": podName}}
+	}
+	resp, err := n.rt.ListPodSandbox(c, req)
+	if err != nil {
+		t.Fatalf("ListPodSandbox: %v", err)
+	}
+	return resp.GetItems()
+}
+
+func (n *node) containers(t *testing.T, podSandboxID string) []*runtimeapi.Container {
+	t.Helper()
+	c, cancel := ctx(30 * time.Second)
+	defer cancel()
+	req := &runtimeapi.ListContainersRequest{}
+	if podSandboxID != "" {
+		req.Filter = &runtimeapi.ContainerFilter{PodSandboxId: podSandboxID}
+	}
+	resp, err := n.rt.ListContainers(c, req)
+	if err != nil {
+		t.Fatalf("ListContainers: %v", err)
+	}
+	return resp.GetContainers()
+}
+
+func (n *node) execSync(t *testing.T, containerID string, cmd ...string) string {
+	t.Helper()
+	c, cancel := ctx(30 * time.Second)
+	defer cancel()
+	resp, err := n.rt.ExecSync(c, &runtimeapi.ExecSyncRequest{ContainerId: containerID, Cmd: cmd, Timeout: 20})
+	if err != nil {
+		t.Fatalf("ExecSync %v: %v", cmd, err)
+	}
+	if resp.GetExitCode() != 0 {
+		t.Fatalf("ExecSync %v: exit %d: %s%s", cmd, resp.GetExitCode(), resp.GetStdout(), resp.GetStderr())
+	}
+	return string(resp.GetStdout())
+}
+
+// eth0IP parses `ip -4 -o addr show eth0` output.
+func eth0IP(out string) string {
+	f := strings.Fields(out)
+	for i, x := range f {
+		if x == "inet" && i+1 < len(f) {
+			return strings.Split(f[i+1], "/")[0]
+		}
+	}
+	return ""
+}
+
+// checkNodeClean fails unless the runtime has no pods or containers left
+// and cri-shim no netns pin, runc container or pod cgroup.
+func (n *node) checkNodeClean(t *testing.T) {
+	t.Helper()
+	if s := n.sandboxes(t, ""); len(s) > 0 {
+		t.Errorf("%s: runtime still lists %d pod sandboxes", n.name, len(s))
+	}
+	if c := n.containers(t, ""); len(c) > 0 {
+		t.Errorf("%s: runtime still lists %d containers", n.name, len(c))
+	}
+	state := filepath.Join(n.dir, "cri-shim", "state")
+	if ents, _ := os.ReadDir(filepath.Join(state, "netns")); len(ents) > 0 {
+		t.Errorf("%s: netns pins left in %s/netns: %d", n.name, state, len(ents))
+	}
+	mi, _ := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", n.holder.pid()))
+	for _, line := range strings.Split(string(mi), "\n") {
+		if strings.Contains(line, filepath.Join(state, "netns")+"/") || strings.Contains(line, "/rootfs") && strings.Contains(line, n.dir) {
+			t.Errorf("%s: mount left in the node: %s", n.name, line)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(state, "runc")); len(ents) > 0 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("%s: runc state left: %v", n.name, names)
+	}
+	for _, m := range cgroupMounts() {
+		matches, _ := filepath.Glob(filepath.Join(m, n.cgroupRoot, "kubepods", "*", "pod*"))
+		direct, _ := filepath.Glob(filepath.Join(m, n.cgroupRoot, "kubepods", "pod*"))
+		if len(matches)+len(direct) > 0 {
+			t.Errorf("%s: pod cgroups left: %v", n.name, append(matches, direct...))
+		}
+	}
+}
+
+// TestStandaloneKubelet: kubelet without an API server runs a static
+// 2-container pod on cri-shim + cni-bridge (config from the agent in
+// --pod-cidr mode) and removes it all when the manifest goes.
+func TestStandaloneKubelet(t *testing.T) {
+	e := newEnv(t)
+	n := e.addNode(nodeOptions{name: "solo", ip: "10.100.0.50", standalonePodCIDR: soloPodCIDR})
+	start := time.Now()
+	n.writeManifest(t, "web.yaml", webPodManifest("web"))
+	podName := "web-solo" // static pods are named <name>-<node>
+
+	var pod corev1.Pod
+	e.waitFor(3*time.Minute, "static pod Running and Ready", n.kubelet, func() bool {
+		pods, err := n.kubeletPods()
+		if err != nil {
+			return false
+		}
+		for _, p := range pods {
+			if p.Name == podName && p.Status.Phase == corev1.PodRunning && podReady(&p) {
+				pod = p
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("pod Running and Ready %v after the manifest was written (first run pulls the image)", time.Since(start).Round(time.Millisecond))
+
+	sbs := n.sandboxes(t, podName)
+	if len(sbs) != 1 {
+		t.Fatalf("%d sandboxes for %s, want 1", len(sbs), podName)
+	}
+	c, cancel := ctx(30 * time.Second)
+	st, err := n.rt.PodSandboxStatus(c, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: sbs[0].GetId()})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	podIP := st.GetStatus().GetNetwork().GetIp()
+	if ip, err := netip.ParseAddr(podIP); err != nil || !netip.MustParsePrefix(soloPodCIDR).Contains(ip) {
+		t.Errorf("pod IP %q not in the node's podCIDR %s", podIP, soloPodCIDR)
+	}
+	if pod.Status.PodIP != podIP {
+		t.Errorf("kubelet reports pod IP %q, the runtime %q", pod.Status.PodIP, podIP)
+	}
+	ctrs := n.containers(t, sbs[0].GetId())
+	if len(ctrs) != 2 {
+		t.Fatalf("%d containers, want 2", len(ctrs))
+	}
+	for _, ctr := range ctrs {
+		if got := eth0IP(n.execSync(t, ctr.GetId(), "ip", "-4", "-o", "addr", "show", "eth0")); got != podIP {
+			t.Errorf("container %s sees eth0 %q, want the pod IP %s", ctr.GetMetadata().GetName(), got, podIP)
+		}
+	}
+
+	// Logs in podLogsDir: <ns>_<name>_<uid>/<container>/0.log.
+	logDir := filepath.Join(n.dir, "pod-logs", fmt.Sprintf("default_%s_%s", podName, pod.UID))
+	e.waitFor(30*time.Second, "the client's log shows the server's page", nil, func() bool {
+		data, _ := os.ReadFile(filepath.Join(logDir, "client", "0.log"))
+		return strings.Contains(string(data), "hello-from-server") && strings.Contains(string(data), podIP)
+	})
+	if data, err := os.ReadFile(filepath.Join(logDir, "server", "0.log")); err != nil || !strings.Contains(string(data), podIP) {
+		t.Errorf("server log %s: %v: want the pod IP %s in:\n%s", filepath.Join(logDir, "server", "0.log"), err, podIP, data)
+	}
+
+	os.Remove(filepath.Join(n.dir, "manifests", "web.yaml"))
+	e.waitFor(3*time.Minute, "the pod removed from the runtime (kubelet GCs sandboxes every minute)", n.kubelet, func() bool {
+		return len(n.sandboxes(t, "")) == 0 && len(n.containers(t, "")) == 0
+	})
+	// kubelet removes the pod's cgroup in its housekeeping (every 2 s).
+	time.Sleep(5 * time.Second)
+	n.checkNodeClean(t)
+}
