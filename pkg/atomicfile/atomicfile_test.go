@@ -31,3 +31,15 @@ func TestWrite(t *testing.T) {
 		t.Error("encoding a func succeeded")
 	}
 }
+
+func TestReplace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rec")
+	for _, v := range []string{"a", "b"} {
+		if err := ReplaceJSON(path, v, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if data, _ := os.ReadFile(path); string(data) != `"b"` {
+		t.Errorf("content %q", data)
+	}
+}

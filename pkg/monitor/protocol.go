@@ -109,6 +109,8 @@ func ReadExit(dir, id string) (*Exit, error) {
 	return &e, nil
 }
 
-// writeJSONAtomic writes a record durably: an exit record is the only
-// witness of the exit code.
-func writeJSONAtomic(path string, v any) error { return atomicfile.WriteJSON(path, v, 0o600) }
+// writeJSONAtomic replaces a record atomically. Not durably: everything the
+// monitor writes lives under --state, which a reboot clears, and what must
+// survive a crash of the monitor (an exit record, the only witness of an
+// exit code) is in the page cache the moment the rename returns.
+func writeJSONAtomic(path string, v any) error { return atomicfile.ReplaceJSON(path, v, 0o600) }

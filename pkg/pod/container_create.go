@@ -30,6 +30,11 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 	if sb.State != SandboxReady {
 		return "", fmt.Errorf("pod sandbox %s is %s, not ready: %w", sandboxID, sb.State, errdefs.ErrFailedPrecondition)
 	}
+	// The container joins namespaces through /proc/<pause pid>: that pid
+	// must still be the pause process, not a process that reused it.
+	if processStartTime(sb.PausePid) != sb.PauseStartTime {
+		return "", fmt.Errorf("the pause process of pod sandbox %s is gone: %w", sandboxID, errdefs.ErrFailedPrecondition)
+	}
 	sc := cfg.GetLinux().GetSecurityContext()
 	if sc.GetPrivileged() && !sb.Config.GetLinux().GetSecurityContext().GetPrivileged() {
 		return "", invalid("privileged container %q in a sandbox that is not privileged", cfg.GetMetadata().GetName())

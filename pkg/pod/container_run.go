@@ -73,14 +73,14 @@ func (m *Manager) StopContainer(ctx context.Context, id string, timeout int64) e
 	}
 	if timeout > 0 && c.State == ContainerRunning {
 		sig := stopSignal(c)
-		if err := signalContainer(c, sig); err != nil {
+		if err := m.signalContainer(ctx, c, sig); err != nil {
 			return err
 		}
 		if m.exits.wait(ctx, id, time.Duration(timeout)*time.Second) {
 			return nil
 		}
 	}
-	if err := signalContainer(c, unix.SIGKILL); err != nil {
+	if err := m.signalContainer(ctx, c, unix.SIGKILL); err != nil {
 		return err
 	}
 	if !m.sharesPidNamespace(c) {
@@ -124,25 +124,45 @@ func stopSignal(c *Container) unix.Signal {
 	return unix.SIGTERM
 }
 
-// signalContainer signals the container's init through a pidfd after
-// checking its start time, so a recycled pid is never hit.
-func signalContainer(c *Container, sig unix.Signal) error {
-	if c.Pid <= 0 {
+// signalContainer signals the container's init (see signalProcess).
+func (m *Manager) signalContainer(ctx context.Context, c *Container, sig unix.Signal) error {
+	if c.StartTime == 0 {
+		// No start time to check a pid against: let the runtime find
+		// the process by its own state.
+		if err := m.runc.Kill(ctx, c.ID, sig, false); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("signal %v to container %s: %w", sig, c.ID, err)
+		}
 		return nil
 	}
-	fd, err := unix.PidfdOpen(c.Pid, 0)
+	if err := signalProcess(c.Pid, c.StartTime, sig); err != nil {
+		return fmt.Errorf("signal %v to container %s: %w", sig, c.ID, err)
+	}
+	return nil
+}
+
+// signalProcess signals pid through a pidfd after checking that the
+// process still has the start time recorded for it, so a recycled pid is
+// never hit. A process that is gone, or unknown (no start time), is left
+// alone: the runtime's own delete --force finds it by its state.
+func signalProcess(pid int, startTime uint64, sig unix.Signal) error {
+	if pid <= 0 || startTime == 0 {
+		return nil
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
 	if errors.Is(err, unix.ESRCH) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("open pidfd of %d: %w", c.Pid, err)
+		return fmt.Errorf("open pidfd of %d: %w", pid, err)
 	}
 	defer unix.Close(fd)
-	if c.StartTime != 0 && processStartTime(c.Pid) != c.StartTime {
-		return nil // the pid now belongs to someone else: ours is gone
+	// Checked after opening the pidfd: from here the pidfd pins this
+	// process, so the signal reaches the process whose start time matched.
+	if processStartTime(pid) != startTime {
+		return nil
 	}
 	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("signal %v to container %s: %w", sig, c.ID, err)
+		return err
 	}
 	return nil
 }

@@ -2,14 +2,12 @@ package pod
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 )
 
 // writeBundle writes config.json into a bundle directory.
@@ -23,17 +21,6 @@ func writeBundle(dir string, spec *specs.Spec) error {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
 		return fmt.Errorf("write bundle: %w", err)
-	}
-	return nil
-}
-
-// killPid signals a process; one that is gone already is fine.
-func killPid(pid int, sig unix.Signal) error {
-	if pid <= 0 {
-		return nil
-	}
-	if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("signal %d to pid %d: %w", sig, pid, err)
 	}
 	return nil
 }

@@ -142,7 +142,7 @@ func (m *Manager) collectNetwork(ctx context.Context) {
 // container, the network attachment, the netns, /dev/shm and the record.
 func (m *Manager) undoSandbox(ctx context.Context, sb *Sandbox) error {
 	var errs []error
-	errs = append(errs, m.removePause(ctx, sb.ID, sb.PausePid))
+	errs = append(errs, m.removePause(ctx, sb.ID, sb.PausePid, sb.PauseStartTime))
 	if sb.CNIAdded {
 		errs = append(errs, m.network.teardown(ctx, sb))
 	}

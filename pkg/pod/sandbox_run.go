@@ -118,8 +118,9 @@ func (m *Manager) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	}
 
 	pid, pauseErr := m.startPause(ctx, sb)
+	pauseStart := processStartTime(pid)
 	if pid > 0 || errors.Is(pauseErr, errPauseMayExist) {
-		u.add("remove pause container", func(ctx context.Context) error { return m.removePause(ctx, sb.ID, pid) })
+		u.add("remove pause container", func(ctx context.Context) error { return m.removePause(ctx, sb.ID, pid, pauseStart) })
 	}
 	nr := <-netc
 	if err := errors.Join(nr.err, pauseErr); err != nil {
@@ -127,7 +128,7 @@ func (m *Manager) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	}
 
 	sb, err := m.sandboxes.update(id, func(s *Sandbox) error {
-		s.State, s.IPs, s.PausePid = SandboxReady, nr.ips, pid
+		s.State, s.IPs, s.PausePid, s.PauseStartTime = SandboxReady, nr.ips, pid, pauseStart
 		return nil
 	})
 	if err != nil {
@@ -173,11 +174,11 @@ func (m *Manager) startPause(ctx context.Context, sb *Sandbox) (int, error) {
 
 // removePause kills the pause process and deletes the container from the
 // runtime and the monitor; each part tolerates it being gone.
-func (m *Manager) removePause(ctx context.Context, id string, pid int) error {
+func (m *Manager) removePause(ctx context.Context, id string, pid int, startTime uint64) error {
 	var errs []error
 	if pid > 0 && m.alive(id) {
-		if err := killPid(pid, unix.SIGKILL); err != nil {
-			errs = append(errs, err)
+		if err := signalProcess(pid, startTime, unix.SIGKILL); err != nil {
+			errs = append(errs, fmt.Errorf("kill pause of %s: %w", id, err))
 		}
 		m.exits.wait(ctx, id, 10*time.Second)
 	}

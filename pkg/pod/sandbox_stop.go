@@ -46,7 +46,7 @@ func (m *Manager) StopPod(ctx context.Context, id string) error {
 		}
 		netc <- m.network.teardown(ctx, sb)
 	}()
-	pauseErr := m.removePause(ctx, id, sb.PausePid)
+	pauseErr := m.removePause(ctx, id, sb.PausePid, sb.PauseStartTime)
 	netErr := <-netc
 	if netErr != nil {
 		// Keep the netns: the next Stop retries DEL with it.
@@ -67,7 +67,7 @@ func (m *Manager) StopPod(ctx context.Context, id string) error {
 		return err
 	}
 	updated, err := m.sandboxes.update(id, func(s *Sandbox) error {
-		s.State, s.CNIAdded, s.PausePid = SandboxNotReady, false, 0
+		s.State, s.CNIAdded, s.PausePid, s.PauseStartTime = SandboxNotReady, false, 0, 0
 		return nil
 	})
 	if err != nil {

@@ -51,7 +51,9 @@ func (s *store[T]) list() []*T {
 	return out
 }
 
-// put persists v and makes it current.
+// put persists a new record durably and makes it current: the first write
+// of a record is the intent that recovery acts on after a crash or power
+// loss (it guards the side effects that follow: addresses, rootfs dirs).
 func (s *store[T]) put(id string, v *T) error {
 	if err := writeJSONAtomic(s.path(id), v); err != nil {
 		return fmt.Errorf("save record %s: %w", id, err)
@@ -77,9 +79,15 @@ func (s *store[T]) update(id string, fn func(*T) error) (*T, error) {
 	if err := fn(&next); err != nil {
 		return nil, err
 	}
-	if err := s.put(id, &next); err != nil {
-		return nil, err
+	// State changes are atomic but not fsynced: losing one to a power loss
+	// is the same as what recovery does after a reboot anyway (everything
+	// is NotReady or exited), and they are on every hot path.
+	if err := atomicfile.ReplaceJSON(s.path(id), &next, 0o600); err != nil {
+		return nil, fmt.Errorf("save record %s: %w", id, err)
 	}
+	s.mu.Lock()
+	s.items[id] = &next
+	s.mu.Unlock()
 	return &next, nil
 }
 

@@ -40,9 +40,13 @@ type Sandbox struct {
 	CNIAdded  bool                         `json:"cniAdded,omitempty"` // ADD was attempted: DEL must run
 	IPs       []string                     `json:"ips,omitempty"`
 	PausePid  int                          `json:"pausePid,omitempty"`
-	ShmPath   string                       `json:"shmPath,omitempty"` // the pod's /dev/shm tmpfs on the host
-	Cgroup    string                       `json:"cgroupParent,omitempty"`
-	Unknown   string                       `json:"-"` // set when the record could not be read: why
+	// PauseStartTime is the pause process's start time (/proc/<pid>/stat):
+	// pids are reused quickly (pid_max may be 32768), so the pid alone
+	// never names the process.
+	PauseStartTime uint64 `json:"pauseStartTime,omitempty"`
+	ShmPath        string `json:"shmPath,omitempty"` // the pod's /dev/shm tmpfs on the host
+	Cgroup         string `json:"cgroupParent,omitempty"`
+	Unknown        string `json:"-"` // set when the record could not be read: why
 }
 
 // Container states:
