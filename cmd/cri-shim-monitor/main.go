@@ -23,8 +23,8 @@ func main() {
 	// SIGTERM/SIGINT to cri-shim's group must not end us (we run in our own
 	// session anyway); SIGPIPE from a vanished attach client neither.
 	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP)
-	if err := monitor.Serve(*dir); err != nil {
-		fmt.Fprintln(os.Stderr, "cri-shim-monitor:", err)
-		os.Exit(1)
-	}
+	// Serve returns only when it cannot serve any more.
+	err := monitor.Serve(*dir)
+	fmt.Fprintln(os.Stderr, "cri-shim-monitor:", err)
+	os.Exit(1)
 }

@@ -44,7 +44,7 @@ func (s *Server) recoverOne(id string) error {
 		c.exited = true
 		return nil
 	}
-	alive := c.rec.Pid > 0 && unix.Kill(c.rec.Pid, 0) == nil && processStartTime(c.rec.Pid) == c.rec.StartTime
+	alive := c.rec.Pid > 0 && unix.Kill(c.rec.Pid, 0) == nil && ProcessStartTime(c.rec.Pid) == c.rec.StartTime
 	if !alive {
 		s.writeExit(c, Exit{ID: id, Pid: c.rec.Pid, ExitCode: 255, FinishedAt: time.Now(), Reason: "Unknown"})
 		return nil

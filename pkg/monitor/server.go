@@ -269,7 +269,7 @@ func (s *Server) create(req *CreateRequest) (pid int, err error) {
 		return 0, fmt.Errorf("read the pid of %s: %w", req.ID, err)
 	}
 	c.rec.Pid = pid
-	c.rec.StartTime = processStartTime(pid)
+	c.rec.StartTime = ProcessStartTime(pid)
 	if err := writeJSONAtomic(recordPath(s.dir, req.ID), c.rec); err != nil {
 		s.cleanupRuntime(req)
 		return 0, err
@@ -586,8 +586,9 @@ func (s *Server) attach(conn net.Conn, r *bufio.Reader, req Request) {
 	}
 }
 
-// processStartTime reads field 22 of /proc/<pid>/stat (0 if unreadable).
-func processStartTime(pid int) uint64 {
+// ProcessStartTime reads field 22 of /proc/<pid>/stat (0 if unreadable):
+// with the pid, it names a process for good, since pids are reused.
+func ProcessStartTime(pid int) uint64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0

@@ -13,17 +13,18 @@ import (
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
+
+	"github.com/cri-shim/cri-shim/pkg/monitor"
 )
 
 // StartContainer starts a created container's process.
 func (m *Manager) StartContainer(ctx context.Context, id string) error {
-	c, ok := m.containers.get(id)
-	if !ok {
+	if _, ok := m.containers.get(id); !ok {
 		return notFound("container", id)
 	}
 	unlock := m.locks.lock(id)
 	defer unlock()
-	if c, _ = m.containers.get(id); c == nil || c.State != ContainerCreated {
+	if c, _ := m.containers.get(id); c == nil || c.State != ContainerCreated {
 		state := ContainerState("removed")
 		if c != nil {
 			state = c.State
@@ -62,13 +63,13 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 // kills. Stopping an unknown or exited container is fine (idempotent per
 // api.proto).
 func (m *Manager) StopContainer(ctx context.Context, id string, timeout int64) error {
-	c, ok := m.containers.get(id)
-	if !ok {
+	if _, ok := m.containers.get(id); !ok {
 		return nil
 	}
 	unlock := m.locks.lock(id)
 	defer unlock()
-	if c, ok = m.containers.get(id); !ok || (c.State != ContainerRunning && c.State != ContainerCreated) {
+	c, ok := m.containers.get(id)
+	if !ok || (c.State != ContainerRunning && c.State != ContainerCreated) {
 		return nil
 	}
 	if timeout > 0 && c.State == ContainerRunning {
@@ -167,23 +168,8 @@ func signalProcess(pid int, startTime uint64, sig unix.Signal) error {
 	return nil
 }
 
-// processStartTime reads field 22 of /proc/<pid>/stat (0 if unreadable).
-func processStartTime(pid int) uint64 {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(data)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 {
-		s = s[i+1:]
-	}
-	f := strings.Fields(s)
-	if len(f) < 20 {
-		return 0
-	}
-	v, _ := strconv.ParseUint(f[19], 10, 64)
-	return v
-}
+// processStartTime is the start time that, with the pid, names a process.
+func processStartTime(pid int) uint64 { return monitor.ProcessStartTime(pid) }
 
 // RemoveContainer removes a container, killing it if it still runs.
 // Removing an unknown container is fine.
@@ -240,6 +226,7 @@ func (m *Manager) RemoveContainer(ctx context.Context, id string) error {
 	}
 	m.names.release(containerName(c.SandboxID, c.Config.GetMetadata()), id)
 	m.exits.forget(id)
+	m.rates.forget(id)
 	klog.FromContext(ctx).V(2).Info("Removed container", "containerID", id)
 	m.events.container(c, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
 	return nil

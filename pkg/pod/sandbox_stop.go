@@ -109,6 +109,7 @@ func (m *Manager) RemovePod(ctx context.Context, id string) error {
 		m.names.release(podName(sb.Config.GetMetadata()), id)
 	}
 	m.exits.forget(id)
+	m.rates.forget("pod:" + id)
 	klog.FromContext(ctx).V(2).Info("Removed pod sandbox", "podSandboxID", id)
 	m.events.sandbox(sb, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
 	return nil

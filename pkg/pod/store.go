@@ -2,7 +2,6 @@ package pod
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -144,7 +143,3 @@ func writeJSONAtomic(path string, v any) error {
 	}
 	return atomicfile.WriteJSON(path, v, 0o600)
 }
-
-var errNotExist = fs.ErrNotExist
-
-func isNotExist(err error) bool { return errors.Is(err, errNotExist) }

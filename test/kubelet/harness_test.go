@@ -1,7 +1,6 @@
 package kubelet
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -486,19 +485,4 @@ func (e *env) cleanup(report func(format string, args ...any)) {
 	if e.shm != "" {
 		os.RemoveAll(e.shm)
 	}
-}
-
-// readLines returns the lines of a file (nil when it is missing).
-func readLines(path string) []string {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		out = append(out, s.Text())
-	}
-	return out
 }

@@ -25,14 +25,13 @@ import (
 )
 
 type impl struct {
-	name    string
-	nodeNS  string
-	list    *libcni.NetworkConfigList
-	cni     *libcni.CNIConfig
-	add     []time.Duration
-	del     []time.Duration
-	addDel  []time.Duration
-	workdir string
+	name   string
+	nodeNS string
+	list   *libcni.NetworkConfigList
+	cni    *libcni.CNIConfig
+	add    []time.Duration
+	del    []time.Duration
+	addDel []time.Duration
 }
 
 func main() {
