@@ -24,14 +24,15 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 	}
 	unlock := m.locks.lock(id)
 	defer unlock()
-	if c, _ := m.containers.get(id); c == nil || c.State != ContainerCreated {
+	c, _ := m.containers.get(id)
+	if c == nil || c.State != ContainerCreated {
 		state := ContainerState("removed")
 		if c != nil {
 			state = c.State
 		}
 		return fmt.Errorf("container %s is %s, not created: %w", id, state, errdefs.ErrFailedPrecondition)
 	}
-	if err := m.runc.Start(ctx, id); err != nil {
+	if err := m.runc.StartCreated(ctx, id, c.Pid, c.StartTime); err != nil {
 		m.containers.update(id, func(c *Container) error {
 			c.State, c.ExitCode, c.Reason, c.Message, c.FinishedAt = ContainerExited, 128, "StartError", err.Error(), time.Now()
 			return nil
