@@ -2,9 +2,9 @@
 # critest.sh: run the CRI conformance suite (critest, cri-tools v1.36.0)
 # offline against cri-shim or the reference runtime (Debian's containerd 1.6).
 #
-#   hack/critest.sh [--runtime cri-shim|containerd] [--benchmark] [--exec CMD]
-#                   [--known-failures FILE] [--verbose] [--keep]
-#                   [--artifacts DIR] [-- extra critest args]
+#   hack/critest.sh [--runtime cri-shim|containerd] [--cni cni-bridge|reference]
+#                   [--benchmark] [--exec CMD] [--known-failures FILE]
+#                   [--verbose] [--keep] [--artifacts DIR] [-- extra critest args]
 #
 # Everything runs inside a network namespace made for this run (crit-$$, lo
 # up) with private mount, IPC and UTS namespaces: the test registry
@@ -24,6 +24,12 @@
 #            --cni-bin-dir DIR:/usr/lib/cni --registry-config-dir DIR
 # (hack/critest/cri-shim-cni.conflist; hosts.toml mirrors in the registry dir).
 #
+# --cni picks the pod network of either runtime: cni-bridge (this tree's
+# plugin, the default for cri-shim) or reference (Debian's bridge + host-local
+# + portmap, the default for containerd). containerd with cni-bridge is the
+# "works under another runtime" check: containerd 1.6 links libcni 1.1, which
+# knows CNI versions up to 1.0.0, so its conflist says "cniVersion": "1.0.0".
+#
 # Exit status: non-zero when a spec failed (with --known-failures: when a spec
 # not listed failed, or a listed one passed), or when the run left something
 # behind. Logs and the JSON report are kept in --artifacts (default
@@ -35,7 +41,7 @@ SCRIPT="$REPO/hack/critest.sh"
 REGISTRY_ADDR=127.0.0.1:5000
 SANDBOX_IMAGE=registry.k8s.io/pause:3.10
 MIRRORED_HOSTS=(registry.k8s.io k8s.gcr.io gcr.io public.ecr.aws docker.io)
-ARTIFACT_FILES=(report.json critest.log runtime.log registry.log cleanup-rmp.log critest.rc crictl.yaml containerd.toml)
+ARTIFACT_FILES=(report.json critest.log runtime.log registry.log cleanup-rmp.log critest.rc crictl.yaml containerd.toml 10-pods.conflist)
 export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 log() { printf '[critest.sh] %s\n' "$*" >&2; }
@@ -169,19 +175,35 @@ write_hosts_toml() { # write_hosts_toml DIR RUNTIME
 	done
 }
 
+# write_conflist: the pod network of this run (--cni) in $TMP/cni/net.d.
+write_conflist() {
+	mkdir -p "$TMP/cni/net.d" "$TMP/cni-bridge"
+	local src=$REPO/hack/critest/containerd-cni.conflist version=()
+	if [[ $CNI == cni-bridge ]]; then
+		src=$REPO/hack/critest/cri-shim-cni.conflist
+		# containerd 1.6's libcni cannot parse results newer than 1.0.0.
+		[[ $RUNTIME == containerd ]] && version=(-e 's|"cniVersion": "1.1.0"|"cniVersion": "1.0.0"|')
+	fi
+	sed -e "s|@TMP@|$TMP|g" "${version[@]}" "$src" >"$TMP/cni/net.d/10-pods.conflist"
+	cp "$TMP/cni/net.d/10-pods.conflist" "$TMP/10-pods.conflist"
+}
+
 start_containerd() {
 	CRI_SOCK=$TMP/containerd.sock
-	mkdir -p "$TMP/containerd" "$TMP/cni/net.d" "$TMP/runc"
-	sed -e "s|@TMP@|$TMP|g" -e "s|@SANDBOX_IMAGE@|$SANDBOX_IMAGE|g" "$REPO/hack/critest/containerd.toml" >"$TMP/containerd.toml"
-	sed -e "s|@TMP@|$TMP|g" "$REPO/hack/critest/containerd-cni.conflist" >"$TMP/cni/net.d/10-pods.conflist"
+	mkdir -p "$TMP/containerd" "$TMP/runc"
+	local bin_dir=/usr/lib/cni
+	[[ $CNI == cni-bridge ]] && bin_dir=$TMP/cni-bin
+	sed -e "s|@TMP@|$TMP|g" -e "s|@SANDBOX_IMAGE@|$SANDBOX_IMAGE|g" -e "s|@CNI_BIN_DIR@|$bin_dir|g" \
+		"$REPO/hack/critest/containerd.toml" >"$TMP/containerd.toml"
+	write_conflist
 	write_hosts_toml "$TMP/certs.d" containerd
 	containerd --config "$TMP/containerd.toml" --log-level info >"$TMP/runtime.log" 2>&1 &
 	RUNTIME_PID=$!
 }
 
 start_cri_shim() {
-	mkdir -p "$TMP/cri-shim/root" "$TMP/cri-shim/state" "$TMP/cni/net.d" "$TMP/cni-bridge"
-	sed -e "s|@TMP@|$TMP|g" "$REPO/hack/critest/cri-shim-cni.conflist" >"$TMP/cni/net.d/10-pods.conflist"
+	mkdir -p "$TMP/cri-shim/root" "$TMP/cri-shim/state"
+	write_conflist
 	write_hosts_toml "$TMP/certs.d" cri-shim
 	CRI_SOCK=$TMP/cri-shim/cri-shim.sock
 	"$TMP/bin/cri-shim" \
@@ -248,7 +270,7 @@ inner() {
 	[[ -n ${CRITEST_EXTRA_ARGS:-} ]] && mapfile -d $'\x1f' -t extra < <(printf '%s' "$CRITEST_EXTRA_ARGS")
 
 	mkdir -p "$TMP/work" "$TMP/tmp"
-	log "running critest $CRI_TOOLS_VERSION against $RUNTIME (log: $ARTIFACTS/critest.log)"
+	log "running critest $CRI_TOOLS_VERSION against $RUNTIME with $CNI CNI (log: $ARTIFACTS/critest.log)"
 	local start=$SECONDS rc=0
 	(
 		cd "$TMP/work"
@@ -393,12 +415,14 @@ usage() {
 }
 
 main() {
-	RUNTIME=cri-shim BENCHMARK=0 KNOWN_FAILURES="" VERBOSE=0 KEEP=0 ARTIFACTS="" EXEC_CMD=""
+	RUNTIME=cri-shim CNI="" BENCHMARK=0 KNOWN_FAILURES="" VERBOSE=0 KEEP=0 ARTIFACTS="" EXEC_CMD=""
 	local extra=()
 	while [[ $# -gt 0 ]]; do
 		case $1 in
 		--runtime) RUNTIME=${2:?--runtime needs a value}; shift 2 ;;
 		--runtime=*) RUNTIME=${1#*=}; shift ;;
+		--cni) CNI=${2:?--cni needs a value}; shift 2 ;;
+		--cni=*) CNI=${1#*=}; shift ;;
 		--benchmark) BENCHMARK=1; shift ;;
 		--exec) EXEC_CMD=${2:?--exec needs a command}; shift 2 ;;
 		--known-failures) KNOWN_FAILURES=${2:?--known-failures needs a file}; shift 2 ;;
@@ -412,10 +436,19 @@ main() {
 		esac
 	done
 	case $RUNTIME in containerd | cri-shim) ;; *) die "--runtime must be cri-shim or containerd" ;; esac
+	if [[ -z $CNI ]]; then
+		CNI=cni-bridge
+		[[ $RUNTIME == containerd ]] && CNI=reference
+	fi
+	case $CNI in cni-bridge | reference) ;; *) die "--cni must be cni-bridge or reference" ;; esac
 	[[ $(id -u) == 0 ]] || die "run as root (namespaces, mounts, runc)"
 	[[ -z $KNOWN_FAILURES || -f $KNOWN_FAILURES ]] || die "no such file: $KNOWN_FAILURES"
 	[[ -n $KNOWN_FAILURES ]] && KNOWN_FAILURES=$(realpath "$KNOWN_FAILURES")
-	ARTIFACTS=${ARTIFACTS:-$REPO/_output/critest/$RUNTIME}
+	local default_dir=$RUNTIME
+	# A runtime with the other runtime's default network keeps its own artifacts.
+	[[ $RUNTIME == cri-shim && $CNI == reference || $RUNTIME == containerd && $CNI == cni-bridge ]] &&
+		default_dir=$RUNTIME-$CNI
+	ARTIFACTS=${ARTIFACTS:-$REPO/_output/critest/$default_dir}
 	ARTIFACTS=$(realpath -m "$ARTIFACTS")
 	mkdir -p "$ARTIFACTS"
 	# Only what an earlier run put there: --artifacts may name any directory.
@@ -433,18 +466,25 @@ main() {
 	TMP=$(mktemp -d /tmp/critest.XXXXXX)
 	chmod 755 "$TMP"
 	mkdir -p "$TMP/bin" "$TMP/cni-bin"
-	log "building hack/testimages, the report tool$([[ $RUNTIME == cri-shim ]] && echo ", cri-shim and cni-bridge")"
+	local ours=()
+	[[ $RUNTIME == cri-shim ]] && ours+=(cri-shim)
+	[[ $CNI == cni-bridge ]] && ours+=(cni-bridge)
+	log "building hack/testimages, the report tool${ours[*]:+ and ${ours[*]}}"
 	(
 		cd "$REPO"
 		go build -o "$TMP/bin/testimages" ./hack/testimages
 		go build -o "$TMP/bin/critest-report" ./hack/critest/report
 		go build -o "$TMP/bin/leakcheck" ./hack/leakcheck
+		[[ ${#ours[@]} -gt 0 ]] && hack/build.sh "$TMP/built"
 		if [[ $RUNTIME == cri-shim ]]; then
-			# CRI_SHIM_BIN / CNI_BRIDGE_BIN: use prebuilt binaries instead.
 			# cri-shim finds cri-shim-monitor and cri-shim-pause next to itself.
-			hack/build.sh "$TMP/built"
 			cp "$TMP/built/cri-shim" "$TMP/built/cri-shim-monitor" "$TMP/built/cri-shim-pause" "$TMP/bin/"
+		fi
+		if [[ $CNI == cni-bridge ]]; then
 			cp "$TMP/built/cni-bridge" "$TMP/cni-bin/cni-bridge"
+			# containerd runs the "loopback" plugin for every pod, from its
+			# one bin_dir; a node has it from the standard plugins.
+			[[ $RUNTIME == containerd ]] && cp /usr/lib/cni/loopback "$TMP/cni-bin/"
 		fi
 	)
 	# Build the images' helper programs now, outside the namespace.
@@ -467,7 +507,7 @@ main() {
 		joined=${joined%"$sep"}
 	fi
 	local start=$SECONDS
-	env TMP="$TMP" RUNTIME="$RUNTIME" BENCHMARK="$BENCHMARK" VERBOSE="$VERBOSE" TOOLS_DIR="$TOOLS_DIR" \
+	env TMP="$TMP" RUNTIME="$RUNTIME" CNI="$CNI" BENCHMARK="$BENCHMARK" VERBOSE="$VERBOSE" TOOLS_DIR="$TOOLS_DIR" \
 		TESTIMAGES_CACHE="$TESTIMAGES_CACHE" ARTIFACTS="$ARTIFACTS" CRITEST_EXTRA_ARGS="$joined" EXEC_CMD="$EXEC_CMD" \
 		nsenter --net="/run/netns/$NS" -- \
 		unshare --mount --ipc --uts --propagation private -- \

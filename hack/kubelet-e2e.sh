@@ -176,7 +176,13 @@ RESULTS=$ARTIFACTS/results.txt
 : >"$RESULTS"
 log "running test/kubelet (Kubernetes $("$KUBE_BIN_DIR/kubelet" --version | awk '{print $2}'); log: $ARTIFACTS/test.log)"
 args=(-test.v -test.timeout 60m)
-[[ $# -gt 0 ]] && args+=("$@")
+# go test flags (-run X, -count=1) as the test binary spells them (-test.run X).
+for a in "$@"; do
+	if [[ $a == -* && $a != -test.* ]]; then
+		a=-test.${a#"${a%%[!-]*}"}
+	fi
+	args+=("$a")
+done
 (
 	cd "$REPO/test/kubelet"
 	exec env KUBELET_E2E=1 KUBELET_E2E_RUN_ID="$RUN_ID" KUBE_BIN_DIR="$KUBE_BIN_DIR" CRI_SHIM_BIN_DIR="$WORK/bin" \

@@ -5,6 +5,7 @@
 # containers; nothing touches the root network namespace.
 #
 #   hack/test.sh            verify + unit + root integration tests + critest ratchet
+#                           (cri-shim; and containerd 1.6 with cni-bridge as its plugin)
 #   hack/test.sh -short     verify + tests that need no root
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,3 +32,6 @@ hack/run.sh --smoke
 
 echo "== critest (conformance ratchet: hack/critest-known-failures.txt)"
 hack/critest.sh --runtime cri-shim --known-failures hack/critest-known-failures.txt
+
+echo "== critest: containerd 1.6 with cni-bridge as its CNI plugin (hack/critest-known-failures-containerd.txt)"
+hack/critest.sh --runtime containerd --cni cni-bridge --known-failures hack/critest-known-failures-containerd.txt

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +38,8 @@ type Options struct {
 	DataDir        string
 	Resync         time.Duration
 	MetricsAddress string
+	// CNIVersion is the conflist's cniVersion (agent.CNIVersions).
+	CNIVersion string
 }
 
 // DefaultOptions returns the documented defaults.
@@ -49,6 +52,7 @@ func DefaultOptions() Options {
 		DataDir:        bridge.DefaultDataDir,
 		Resync:         30 * time.Second,
 		MetricsAddress: ":9105",
+		CNIVersion:     DefaultCNIVersion,
 	}
 }
 
@@ -65,6 +69,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "the plugin's state directory in the CNI config")
 	fs.DurationVar(&o.Resync, "resync", o.Resync, "how often the CNI config and the routes are checked even without a change")
 	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "host:port serving /healthz, /readyz and /metrics (empty: off)")
+	fs.StringVar(&o.CNIVersion, "cni-version", o.CNIVersion, "cniVersion of the CNI config list: "+strings.Join(CNIVersions, " or ")+" (1.0.0 for runtimes with an older libcni, e.g. containerd 1.6)")
 }
 
 // Standalone reports whether the agent runs without an API server.
@@ -81,7 +86,10 @@ func (o Options) conflistOptions() (ConflistOptions, error) {
 	if o.Resync <= 0 {
 		return ConflistOptions{}, fmt.Errorf("--resync %v must be positive", o.Resync)
 	}
-	return ConflistOptions{NetworkName: DefaultNetworkName, Bridge: o.Bridge, MTU: o.MTU, DataDir: o.DataDir, ClusterCIDRs: cluster}, nil
+	if !slices.Contains(CNIVersions, o.CNIVersion) {
+		return ConflistOptions{}, fmt.Errorf("--cni-version %q: want one of %s", o.CNIVersion, strings.Join(CNIVersions, ", "))
+	}
+	return ConflistOptions{CNIVersion: o.CNIVersion, NetworkName: DefaultNetworkName, Bridge: o.Bridge, MTU: o.MTU, DataDir: o.DataDir, ClusterCIDRs: cluster}, nil
 }
 
 // Run runs the agent until ctx is done. In standalone mode client and

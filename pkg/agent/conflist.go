@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/cri-shim/cri-shim/pkg/atomicfile"
@@ -19,13 +20,20 @@ import (
 const (
 	DefaultNetworkName  = "pods"
 	DefaultConflistName = "10-cni-bridge.conflist"
-	// cniVersion 1.1.0 makes libcni send STATUS and GC to the plugin; older
-	// versions skip both.
-	conflistCNIVersion = "1.1.0"
+	// DefaultCNIVersion 1.1.0 makes libcni send STATUS and GC to the
+	// plugin; older versions skip both.
+	DefaultCNIVersion = "1.1.0"
 )
+
+// CNIVersions are the cniVersion values the agent writes: 1.1.0, and 1.0.0
+// for runtimes whose libcni knows no CNI 1.1 (containerd 1.6 links libcni
+// 1.1.x, which rejects a 1.1.0 result: "unsupported CNI result version").
+var CNIVersions = []string{"1.1.0", "1.0.0"}
 
 // ConflistOptions are the node-independent fields of the network config.
 type ConflistOptions struct {
+	// CNIVersion is the conflist's cniVersion, one of CNIVersions.
+	CNIVersion  string
 	NetworkName string
 	Bridge      string
 	MTU         int
@@ -38,6 +46,7 @@ type ConflistOptions struct {
 // DefaultConflistOptions returns the documented defaults.
 func DefaultConflistOptions() ConflistOptions {
 	return ConflistOptions{
+		CNIVersion:  DefaultCNIVersion,
 		NetworkName: DefaultNetworkName,
 		Bridge:      bridge.DefaultBridge,
 		MTU:         bridge.DefaultMTU,
@@ -109,10 +118,13 @@ func BuildConflist(o ConflistOptions, podCIDRs []netip.Prefix) ([]byte, error) {
 	for _, c := range o.ClusterCIDRs {
 		p.ClusterCIDR = append(p.ClusterCIDR, c.Masked().String())
 	}
-	if err := validatePlugin(o.NetworkName, p); err != nil {
+	if !slices.Contains(CNIVersions, o.CNIVersion) {
+		return nil, fmt.Errorf("cniVersion %q: want one of %s", o.CNIVersion, strings.Join(CNIVersions, ", "))
+	}
+	if err := validatePlugin(o.CNIVersion, o.NetworkName, p); err != nil {
 		return nil, err
 	}
-	out, err := json.MarshalIndent(conflist{CNIVersion: conflistCNIVersion, Name: o.NetworkName, Plugins: []pluginConf{p}}, "", "  ")
+	out, err := json.MarshalIndent(conflist{CNIVersion: o.CNIVersion, Name: o.NetworkName, Plugins: []pluginConf{p}}, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("encode conflist: %w", err)
 	}
@@ -121,7 +133,7 @@ func BuildConflist(o ConflistOptions, podCIDRs []netip.Prefix) ([]byte, error) {
 
 // validatePlugin parses the plugin entry the way libcni hands it to the
 // plugin (name and cniVersion injected) with the plugin's own parser.
-func validatePlugin(name string, p pluginConf) error {
+func validatePlugin(cniVersion, name string, p pluginConf) error {
 	raw, err := json.Marshal(p)
 	if err != nil {
 		return fmt.Errorf("encode plugin config: %w", err)
@@ -130,7 +142,7 @@ func validatePlugin(name string, p pluginConf) error {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return fmt.Errorf("decode plugin config: %w", err)
 	}
-	m["name"], m["cniVersion"] = name, conflistCNIVersion
+	m["name"], m["cniVersion"] = name, cniVersion
 	if raw, err = json.Marshal(m); err != nil {
 		return fmt.Errorf("encode plugin config: %w", err)
 	}

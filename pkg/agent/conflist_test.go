@@ -69,6 +69,21 @@ func TestBuildConflist(t *testing.T) {
 				`"capabilities":{"portMappings":true,"ipRanges":true}}]}`,
 		},
 		{
+			desc:     "cniVersion 1.0.0 for runtimes with an older libcni (containerd 1.6)",
+			change:   func(o *ConflistOptions) { o.CNIVersion = "1.0.0" },
+			podCIDRs: []string{"10.244.1.0/24"},
+			want: `{"cniVersion":"1.0.0","name":"pods","plugins":[{"type":"cni-bridge","bridge":"cni0",` +
+				`"subnet":"10.244.1.0/24","isDefaultGateway":true,"ipMasq":true,` +
+				`"mtu":1500,"hairpinMode":true,"dataDir":"/var/lib/cni-bridge",` +
+				`"capabilities":{"portMappings":true,"ipRanges":true}}]}`,
+		},
+		{
+			desc:     "cniVersion the agent does not write",
+			change:   func(o *ConflistOptions) { o.CNIVersion = "0.4.0" },
+			podCIDRs: []string{"10.244.1.0/24"},
+			wantErr:  `cniVersion "0.4.0": want one of 1.1.0, 1.0.0`,
+		},
+		{
 			desc:   "no podCIDR: no conflist",
 			change: withCluster("10.244.0.0/16"),
 		},

@@ -98,6 +98,8 @@ func TestOptions(t *testing.T) {
 		{desc: "bad cluster CIDR", change: func(o *Options) { o.ClusterCIDR = "10.244.0.0" }, wantErr: "--cluster-cidr"},
 		{desc: "conf name with a slash", change: func(o *Options) { o.ConflistName = "a/b.conflist" }, wantErr: "--cni-conf-name"},
 		{desc: "zero resync", change: func(o *Options) { o.Resync = 0 }, wantErr: "--resync"},
+		{desc: "cniVersion 1.0.0", change: func(o *Options) { o.CNIVersion = "1.0.0" }},
+		{desc: "unknown cniVersion", change: func(o *Options) { o.CNIVersion = "1.2.0" }, wantErr: "--cni-version"},
 	}
 	for _, tc := range tests {
 		o := DefaultOptions()

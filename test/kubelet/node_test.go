@@ -243,10 +243,13 @@ func (n *node) startContainerd() {
 	if err != nil {
 		n.e.t.Fatal(err)
 	}
-	conf := strings.NewReplacer("@TMP@", ctr, "@SANDBOX_IMAGE@", "registry.k8s.io/pause:3.10").Replace(string(tmpl))
+	conf := strings.NewReplacer("@TMP@", ctr, "@SANDBOX_IMAGE@", "registry.k8s.io/pause:3.10",
+		"@CNI_BIN_DIR@", config.cniPlugins).Replace(string(tmpl))
 	// Its registry mirrors: our hosts.toml directory.
 	conf = strings.Replace(conf, fmt.Sprintf("config_path = %q", ctr+"/certs.d"), fmt.Sprintf("config_path = %q", filepath.Join(n.dir, "certs.d")), 1)
-	conf = strings.Replace(conf, fmt.Sprintf("bin_dir = %q", "/usr/lib/cni"), fmt.Sprintf("bin_dir = %q", config.cniPlugins), 1)
+	if strings.Contains(conf, "@") {
+		n.e.t.Fatalf("hack/critest/containerd.toml has a placeholder this test does not fill:\n%s", conf)
+	}
 	os.WriteFile(filepath.Join(ctr, "containerd.toml"), []byte(conf), 0o644)
 	cni, err := os.ReadFile("../../hack/critest/containerd-cni.conflist")
 	if err != nil {
