@@ -338,6 +338,8 @@ outer_cleanup() {
 	local rc=$? pid leftovers=0
 	trap - EXIT INT TERM
 	set +e
+	# A step that failed under set -e says nothing itself: say where.
+	[[ $rc != 0 && -z ${INNER_STARTED:-} ]] && log "failed before critest started (exit $rc); see the output above"
 	if [[ -n ${INNER_PID:-} ]] && kill -0 "$INNER_PID" 2>/dev/null; then
 		log "stopping the run (pid $INNER_PID)"
 		kill -TERM "$INNER_PID" 2>/dev/null
@@ -469,13 +471,15 @@ main() {
 	local ours=()
 	[[ $RUNTIME == cri-shim ]] && ours+=(cri-shim)
 	[[ $CNI == cni-bridge ]] && ours+=(cni-bridge)
-	log "building hack/testimages, the report tool${ours[*]:+ and ${ours[*]}}"
+	log "building hack/testimages, the report tool and leakcheck${ours[*]:+; ${ours[*]}}"
 	(
 		cd "$REPO"
 		go build -o "$TMP/bin/testimages" ./hack/testimages
 		go build -o "$TMP/bin/critest-report" ./hack/critest/report
 		go build -o "$TMP/bin/leakcheck" ./hack/leakcheck
-		[[ ${#ours[@]} -gt 0 ]] && hack/build.sh "$TMP/built"
+		if [[ ${#ours[@]} -gt 0 ]]; then
+			hack/build.sh "$TMP/built"
+		fi
 		if [[ $RUNTIME == cri-shim ]]; then
 			# cri-shim finds cri-shim-monitor and cri-shim-pause next to itself.
 			cp "$TMP/built/cri-shim" "$TMP/built/cri-shim-monitor" "$TMP/built/cri-shim-pause" "$TMP/bin/"
@@ -484,7 +488,9 @@ main() {
 			cp "$TMP/built/cni-bridge" "$TMP/cni-bin/cni-bridge"
 			# containerd runs the "loopback" plugin for every pod, from its
 			# one bin_dir; a node has it from the standard plugins.
-			[[ $RUNTIME == containerd ]] && cp /usr/lib/cni/loopback "$TMP/cni-bin/"
+			if [[ $RUNTIME == containerd ]]; then
+				cp /usr/lib/cni/loopback "$TMP/cni-bin/"
+			fi
 		fi
 	)
 	# Build the images' helper programs now, outside the namespace.
@@ -512,7 +518,7 @@ main() {
 		nsenter --net="/run/netns/$NS" -- \
 		unshare --mount --ipc --uts --propagation private -- \
 		bash "$SCRIPT" __inner &
-	INNER_PID=$!
+	INNER_PID=$! INNER_STARTED=1
 	local inner_rc=0
 	wait "$INNER_PID" || inner_rc=$?
 	INNER_PID=
