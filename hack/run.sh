@@ -33,7 +33,7 @@ BASE=$(mktemp -d /tmp/cri-shim-sandbox.XXXXXX)
 chmod 755 "$BASE"
 BIN=$BASE/bin
 SOCK=$BASE/cri-shim.sock
-CRI_PID="" REG_PID=""
+CRI_PID="" REG_PID="" LEFTOVERS=0
 
 cleanup() {
 	set +e
@@ -41,15 +41,30 @@ cleanup() {
 	if [[ -S $SOCK ]]; then
 		timeout 120 nsenter --net="/run/netns/$NS" "$TOOLS_DIR/crictl" -r "unix://$SOCK" -i "unix://$SOCK" rmp -fa >/dev/null 2>&1
 	fi
+	# cri-shim first: it would start a new monitor if the monitor went first.
 	[[ -n $CRI_PID ]] && kill "$CRI_PID" 2>/dev/null && wait "$CRI_PID" 2>/dev/null
 	[[ -f $BASE/state/monitor/monitor.pid ]] && kill "$(cat "$BASE/state/monitor/monitor.pid")" 2>/dev/null
 	[[ -n $REG_PID ]] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
+	# Anything still running from the sandbox (a killed monitor's containers
+	# are gone with rmp; this is the last resort): by PID, from /proc.
+	local p pids=()
+	for p in /proc/[0-9]*; do
+		[[ $(readlink "$p/exe" 2>/dev/null) == "$BIN/"* ]] && pids+=("${p#/proc/}")
+	done
+	if [[ ${#pids[@]} -gt 0 ]]; then
+		log "error: still running after teardown, killing: ${pids[*]}"
+		kill -KILL "${pids[@]}" 2>/dev/null
+		LEFTOVERS=1
+	fi
 	sleep 0.3
 	# Every mount cri-shim made lives in its private mount namespace, which
 	# goes with its last process; unmount what may remain visible here.
 	grep -F " $BASE/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
 	ip netns del "$NS" 2>/dev/null
 	rm -rf "$BASE"
+	# The smoke test is a test of the teardown too.
+	[[ $SMOKE == 1 && $LEFTOVERS == 1 ]] && exit 1
+	return 0
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -79,12 +94,15 @@ ip netns exec "$NS" ip link set lo up
 in_ns() { nsenter --net="/run/netns/$NS" "$@"; }
 
 log "starting the test image registry on 127.0.0.1:5000 (in the sandbox)"
-in_ns "$BIN/testimages" serve --addr 127.0.0.1:5000 --ready-file "$BASE/registry.ready" >"$BASE/registry.log" 2>&1 &
+# Started with nsenter directly (which execs them), so that $! is the
+# program itself: a background shell function would be a subshell, and
+# killing it would leave the program running.
+nsenter --net="/run/netns/$NS" "$BIN/testimages" serve --addr 127.0.0.1:5000 --ready-file "$BASE/registry.ready" >"$BASE/registry.log" 2>&1 &
 REG_PID=$!
 for _ in $(seq 300); do [[ -f $BASE/registry.ready ]] && break; kill -0 "$REG_PID" 2>/dev/null || die "registry failed: $(tail -3 "$BASE/registry.log")"; sleep 0.2; done
 
 log "starting cri-shim"
-in_ns unshare --mount --ipc --uts --propagation private \
+nsenter --net="/run/netns/$NS" unshare --mount --ipc --uts --propagation private \
 	"$BIN/cri-shim" --listen "$SOCK" --root "$BASE/root" --state "$BASE/state" \
 	--cni-conf-dir "$BASE/net.d" --cni-bin-dir "$BASE/cni-bin" --registry-config-dir "$BASE/certs.d" \
 	>"$BASE/cri-shim.log" 2>&1 &

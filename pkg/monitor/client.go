@@ -131,6 +131,11 @@ func (c *Client) Ensure(ctx context.Context) error {
 	if c.Ping(ctx) == nil {
 		return nil
 	}
+	// A cri-shim shutting down starts no monitor (its own would outlive it
+	// with nobody to use it until the next start, which starts one anyway).
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("not starting the container monitor: %w", err)
+	}
 	if err := ensureDirs(c.Dir); err != nil {
 		return err
 	}
@@ -153,6 +158,9 @@ func (c *Client) Ensure(ctx context.Context) error {
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the container monitor did not come up (see %s)", monitorLogPath(c.Dir))
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("waiting for the container monitor to come up: %w", err)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -23,7 +23,11 @@ func ownRuntime(t *testing.T, name string) *testRuntime {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(r.stop)
+	t.Cleanup(func() {
+		if err := r.stop(); err != nil {
+			t.Error(err)
+		}
+	})
 	return r
 }
 

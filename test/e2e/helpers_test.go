@@ -51,7 +51,10 @@ func TestMain(m *testing.M) {
 		}
 	}
 	code := m.Run()
-	stopSharedRuntime()
+	if err := stopSharedRuntime(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: shared runtime:", err)
+		code = 1
+	}
 	os.RemoveAll(binDir)
 	os.Exit(code)
 }

@@ -56,10 +56,11 @@ func sharedRuntime(t *testing.T) *testRuntime {
 	return shared
 }
 
-func stopSharedRuntime() {
+func stopSharedRuntime() error {
 	if shared != nil {
-		shared.stop()
+		return shared.stop()
 	}
+	return nil
 }
 
 func startRuntime(name string) (_ *testRuntime, err error) {
@@ -151,6 +152,28 @@ func (r *testRuntime) startCRIShim() error {
 	})
 }
 
+// killProcessesNaming SIGKILLs every process whose command line contains
+// dir (the runtime's monitor is "cri-shim-monitor --dir <dir>/state/monitor")
+// and returns them as "pid command line".
+func killProcessesNaming(dir string) []string {
+	var killed []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		cmdline, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(cmdline), dir+"/") {
+			continue
+		}
+		pid := atoi(filepath.Base(filepath.Dir(p)))
+		if pid <= 1 || pid == os.Getpid() {
+			continue
+		}
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed = append(killed, fmt.Sprintf("%d %s", pid, strings.ReplaceAll(strings.TrimRight(string(cmdline), "\x00"), "\x00", " ")))
+		}
+	}
+	return killed
+}
+
 func atoi(s string) int {
 	n := 0
 	fmt.Sscan(s, &n)
@@ -169,8 +192,9 @@ func waitFor(d time.Duration, cond func() bool) error {
 }
 
 // stop removes every pod, stops the daemon, the monitor and the registry,
-// and removes the namespace and the directory.
-func (r *testRuntime) stop() {
+// and removes the namespace and the directory. It fails when a process of
+// this runtime was still running after the orderly shutdown (and kills it).
+func (r *testRuntime) stop() error {
 	if r.rt != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		if resp, err := r.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{}); err == nil {
@@ -183,17 +207,33 @@ func (r *testRuntime) stop() {
 	if r.conn != nil {
 		r.conn.Close()
 	}
+	// The daemon first, and wait for it: a cri-shim that sees its monitor go
+	// starts a new one.
 	if r.cmd != nil && r.cmd.Process != nil {
 		r.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-r.exited:
+		case <-time.After(30 * time.Second):
+			r.cmd.Process.Kill()
+			<-r.exited
+		}
 	}
 	if data, err := os.ReadFile(filepath.Join(r.dir, "state", "monitor", "monitor.pid")); err == nil {
-		syscall.Kill(atoi(strings.TrimSpace(string(data))), syscall.SIGTERM)
+		pid := atoi(strings.TrimSpace(string(data)))
+		if pid > 1 && syscall.Kill(pid, syscall.SIGTERM) == nil {
+			waitFor(10*time.Second, func() bool { return syscall.Kill(pid, 0) != nil })
+		}
 	}
 	if r.reg != nil && r.reg.Process != nil {
 		r.reg.Process.Kill()
 		r.reg.Wait()
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Nothing else may still name this runtime's directory.
+	var leftErr error
+	if left := killProcessesNaming(r.dir); len(left) > 0 {
+		leftErr = fmt.Errorf("still running after cri-shim and its monitor were stopped (killed now): %s", strings.Join(left, "; "))
+		time.Sleep(200 * time.Millisecond)
+	}
 	netns.Remove(r.ns)
 	os.RemoveAll(r.dir)
 	// runc made the cgroup parents; remove them where they are empty (the
@@ -204,6 +244,7 @@ func (r *testRuntime) stop() {
 			syscall.Rmdir(p)
 		}
 	}
+	return leftErr
 }
 
 func (r *testRuntime) ctx(t *testing.T) context.Context {
