@@ -137,7 +137,13 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	}
 	if len(c.PortMappings) > 0 {
 		undo.push("hostPort rules", func() error {
-			return fw.deleteAttachmentRules(c.Name, func(got ipam.Attachment) bool { return got == a })
+			// Its own connection: the undo runs after fw is closed.
+			f, err := openFirewall()
+			if err != nil {
+				return err
+			}
+			defer f.close()
+			return f.deleteAttachmentRules(c.Name, func(got ipam.Attachment) bool { return got == a })
 		})
 		if _, err := fw.addHostports(c.Name, a, c.PortMappings, addrs); err != nil {
 			return err

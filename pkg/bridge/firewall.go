@@ -10,6 +10,7 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/cri-shim/cri-shim/pkg/ipam"
@@ -51,6 +52,7 @@ const (
 type firewall struct {
 	conn  *nftables.Conn
 	table *nftables.Table
+	gen   *netlink.Conn // for the generation ID (listRules)
 }
 
 func openFirewall() (*firewall, error) {
@@ -58,10 +60,19 @@ func openFirewall() (*firewall, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open nftables: %w", err)
 	}
-	return &firewall{conn: c, table: &nftables.Table{Family: nftables.TableFamilyINet, Name: tableName}}, nil
+	// Both sockets now, on this thread: they belong to its network namespace.
+	gen, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		c.CloseLasting()
+		return nil, fmt.Errorf("open netfilter netlink: %w", err)
+	}
+	return &firewall{conn: c, gen: gen, table: &nftables.Table{Family: nftables.TableFamilyINet, Name: tableName}}, nil
 }
 
-func (f *firewall) close() { f.conn.CloseLasting() }
+func (f *firewall) close() {
+	f.conn.CloseLasting()
+	f.gen.Close()
+}
 
 func (f *firewall) chain(name string) *nftables.Chain {
 	return &nftables.Chain{Name: name, Table: f.table}
@@ -158,7 +169,7 @@ func (f *firewall) ensureStatic(c *Config, lock func() (unlock func(), err error
 func (f *firewall) missingStatic(want []staticRule) ([]staticRule, error) {
 	have := map[string]bool{}
 	for _, ch := range []string{chainGuard, chainPost} {
-		rules, err := f.conn.GetRules(f.table, f.chain(ch))
+		rules, err := f.listRules(ch)
 		if err != nil {
 			return nil, fmt.Errorf("list nftables chain %s: %w", ch, err)
 		}
@@ -208,7 +219,7 @@ func (f *firewall) addHostports(network string, a ipam.Attachment, mappings []po
 // deleteAttachmentRules removes the hostport rules of network whose
 // attachment matches; a missing table is success (nothing to delete).
 func (f *firewall) deleteAttachmentRules(network string, match func(ipam.Attachment) bool) error {
-	rules, err := f.conn.GetRules(f.table, f.chain(chainHostports))
+	rules, err := f.listRules(chainHostports)
 	if errors.Is(err, unix.ENOENT) {
 		return nil
 	}
@@ -236,7 +247,7 @@ func (f *firewall) deleteAttachmentRules(network string, match func(ipam.Attachm
 
 // countAttachmentRules counts the hostport rules of one attachment (CHECK).
 func (f *firewall) countAttachmentRules(network string, a ipam.Attachment) (int, error) {
-	rules, err := f.conn.GetRules(f.table, f.chain(chainHostports))
+	rules, err := f.listRules(chainHostports)
 	if errors.Is(err, unix.ENOENT) {
 		return 0, nil
 	}

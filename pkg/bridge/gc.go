@@ -59,7 +59,13 @@ func gcVeths(bridge string, valid map[ipam.Attachment]bool) error {
 	for a := range valid {
 		keep[hostVethName(a)] = true
 	}
+	// An interrupted dump (links changed meanwhile) may miss some: list
+	// again; after that, work with what it gave (only listed links are
+	// deleted, so a miss leaves a stale veth for the next GC, never more).
 	links, err := netlink.LinkList()
+	for try := 0; errors.Is(err, netlink.ErrDumpInterrupted) && try < 5; try++ {
+		links, err = netlink.LinkList()
+	}
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 		return fmt.Errorf("list links: %w", err)
 	}

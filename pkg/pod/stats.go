@@ -1,6 +1,7 @@
 package pod
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -138,8 +139,11 @@ func interfaceStats(nsPath string) ([]InterfaceStats, error) {
 	}
 	defer h.Close()
 	links, err := h.LinkList()
+	for try := 0; errors.Is(err, netlink.ErrDumpInterrupted) && try < 5; try++ {
+		links, err = h.LinkList() // links changed during the dump: list again
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list links in %s: %w", nsPath, err)
 	}
 	var out []InterfaceStats
 	for _, l := range links {

@@ -299,7 +299,8 @@ func TestCNIParallelAddDel(t *testing.T) {
 	}
 	run(func(p *pod) error { return n.del(list, p) })
 	if r, v, h := n.reservations(), n.vethsOnBridge(), n.hostportRules(); len(r)+len(v)+h != 0 {
-		t.Fatalf("after parallel DELs: reservations %v, veths %v, rules %d", r, v, h)
+		t.Fatalf("after parallel DELs: reservations %v, veths %v, rules %d:\n%s", r, v, h,
+			n.sh("nft", "-a", "list", "chain", "inet", "cni_bridge", "hostports"))
 	}
 }
 
