@@ -33,7 +33,8 @@ BASE=$(mktemp -d /tmp/cri-shim-sandbox.XXXXXX)
 chmod 755 "$BASE"
 BIN=$BASE/bin
 SOCK=$BASE/cri-shim.sock
-CRI_PID="" REG_PID="" LEFTOVERS=0
+CRI_PID="" REG_PID="" LEFTOVERS=0 CGROUP_PARENT_EXISTED=0
+compgen -G "/sys/fs/cgroup/*/cri-shim" >/dev/null || [[ -d /sys/fs/cgroup/cri-shim ]] && CGROUP_PARENT_EXISTED=1
 
 cleanup() {
 	set +e
@@ -62,6 +63,11 @@ cleanup() {
 	grep -F " $BASE/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
 	ip netns del "$NS" 2>/dev/null
 	rm -rf "$BASE"
+	# The default cgroup parent of pods (/cri-shim), where this run made it
+	# and it is empty now (rmdir never removes a cgroup still in use).
+	if [[ $CGROUP_PARENT_EXISTED == 0 ]]; then
+		find /sys/fs/cgroup/*/cri-shim /sys/fs/cgroup/cri-shim -depth -type d -exec rmdir {} + 2>/dev/null
+	fi
 	# The smoke test is a test of the teardown too.
 	[[ $SMOKE == 1 && $LEFTOVERS == 1 ]] && exit 1
 	return 0
