@@ -310,19 +310,23 @@ our_ids() {
 # remove_new_cgroups: rmdir the empty cgroups that this run's runtime made and
 # left: new since the run started (cgroups.before), and named by one of our
 # IDs, or critest's /test.slice (its cgroup parent when the runtime does not
-# answer RuntimeConfig) while no other critest.sh run is going on. Other
+# answer RuntimeConfig) or cri-shim's default parent /cri-shim, while no
+# other critest.sh run is going on. Other
 # cgroups, even new ones, belong to someone else on this machine. Deepest
 # first; never kills (runc delete --force already removed our containers').
 remove_new_cgroups() {
-	local d ids others
+	local d ids others roots
 	[[ -f $TMP/cgroups.before ]] || return 0
 	ids=$(our_ids)
+	roots=$(awk '$9 == "cgroup" || $9 == "cgroup2" {print $5}' /proc/self/mountinfo)
 	others=$(ip netns list 2>/dev/null | awk '{print $1}' | grep '^crit-' | grep -vx -- "${NS:-}" || true)
 	cgroup_dirs | comm -13 "$TMP/cgroups.before" - | awk '{print length, $0}' | sort -rn | cut -d' ' -f2- | while read -r d; do
 		if grep -qx -- "${d##*/}" <<<"$ids"; then
 			:
 		elif [[ ($d == */test.slice || $d == */test.slice/*) && -z $others ]]; then
 			:
+		elif [[ $RUNTIME == cri-shim && ${d##*/} == cri-shim && -z $others ]] && grep -qx -- "${d%/*}" <<<"$roots"; then
+			: # cri-shim's default pod cgroup parent, made by this run
 		else
 			continue
 		fi
