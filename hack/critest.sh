@@ -48,6 +48,8 @@ log() { printf '[critest.sh] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 # shellcheck source=hack/lib/cri-tools.sh
 source "$REPO/hack/lib/cri-tools.sh"
+# shellcheck source=hack/lib/netns.sh
+source "$REPO/hack/lib/netns.sh"
 
 # ---------------------------------------------------------------------------
 # Shared helpers
@@ -375,7 +377,7 @@ outer_cleanup() {
 			[[ -d $TMP/benchmark ]] && cp -r "$TMP/benchmark" "$ARTIFACTS/"
 		fi
 	fi
-	[[ -n ${NS:-} ]] && ip netns delete "$NS" 2>/dev/null
+	[[ -n ${NS:-} ]] && netns_del "$NS"
 	[[ -n ${CREATED_VAR_LIB_CNI:-} ]] && rmdir /var/lib/cni 2>/dev/null
 
 	# Check that nothing is left behind.
@@ -508,7 +510,7 @@ main() {
 	fi
 
 	NS=crit-$$
-	ip netns add "$NS"
+	netns_add "$NS"
 	ip -n "$NS" link set lo up
 
 	local sep=$'\x1f' joined=""

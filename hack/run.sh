@@ -23,6 +23,8 @@ log() { printf '[run.sh] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 # shellcheck source=hack/lib/cri-tools.sh
 source "$REPO/hack/lib/cri-tools.sh"
+# shellcheck source=hack/lib/netns.sh
+source "$REPO/hack/lib/netns.sh"
 
 SMOKE=0
 [[ ${1:-} == --smoke ]] && SMOKE=1
@@ -61,7 +63,7 @@ cleanup() {
 	# Every mount cri-shim made lives in its private mount namespace, which
 	# goes with its last process; unmount what may remain visible here.
 	grep -F " $BASE/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
-	ip netns del "$NS" 2>/dev/null
+	netns_del "$NS"
 	rm -rf "$BASE"
 	# The default cgroup parent of pods (/cri-shim), where this run made it
 	# and it is empty now (rmdir never removes a cgroup still in use).
@@ -94,7 +96,7 @@ for host in registry.k8s.io k8s.gcr.io gcr.io public.ecr.aws docker.io; do
 	printf 'server = "https://%s"\n\n[host."http://127.0.0.1:5000"]\n  capabilities = ["pull", "resolve"]\n' "$host" >"$BASE/certs.d/$host/hosts.toml"
 done
 
-ip netns add "$NS"
+netns_add "$NS"
 ip netns exec "$NS" ip link set lo up
 # nsenter, not `ip netns exec`: the latter remounts /sys and hides cgroups.
 in_ns() { nsenter --net="/run/netns/$NS" "$@"; }
