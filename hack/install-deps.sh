@@ -6,7 +6,9 @@
 #   hack/install-deps.sh --reference  also Debian's containerd (the benchmark/conformance reference)
 set -euo pipefail
 
-pkgs=(runc containernetworking-plugins busybox iproute2 nftables util-linux kmod procps gcc libc6-dev)
+# apparmor: apparmor_parser, so the tests compile cri-shim's default profile
+# (this kernel has AppArmor off: nothing is loaded).
+pkgs=(runc containernetworking-plugins busybox iproute2 nftables util-linux kmod procps gcc libc6-dev apparmor)
 if [[ "${1:-}" == "--reference" ]]; then
 	pkgs+=(containerd)
 fi
@@ -30,5 +32,14 @@ cleanup() { [[ -n "$created_policy" ]] && rm -f /usr/sbin/policy-rc.d; }
 trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Another apt (unattended upgrades, a second script) may hold the dpkg
+# lock: wait for it instead of failing at once, and say what failed.
+apt_opts=(-o DPkg::Lock::Timeout=600)
+if ! apt-get "${apt_opts[@]}" update -qq; then
+	echo "install-deps.sh: apt-get update failed (see above)" >&2
+	exit 1
+fi
+if ! apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+	echo "install-deps.sh: apt-get install ${missing[*]} failed (see above)" >&2
+	exit 1
+fi

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/cri-shim/cri-shim/pkg/runtime"
 )
 
 // Config is cri-shim's configuration: every flag is also a key of the
@@ -35,7 +37,9 @@ func defaultConfig() Config {
 		RegistryConfigDir: "/etc/cri-shim/certs.d",
 		Runtime:           "runc",
 		StreamAddress:     "127.0.0.1:0",
-		CgroupDriver:      "cgroupfs",
+		// Empty: systemd where systemd is the init system, else cgroupfs
+		// (resolved in load, so --help shows the choice).
+		CgroupDriver: "",
 	}
 }
 
@@ -50,7 +54,7 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Runtime, "runtime", c.Runtime, "OCI runtime binary (runc; crun takes the same command line)")
 	fs.StringVar(&c.PauseImage, "pause-image", c.PauseImage, "image for pause containers (default: the built-in pause, no registry needed)")
 	fs.StringVar(&c.StreamAddress, "stream-address", c.StreamAddress, "host:port of the exec/attach/port-forward streaming server")
-	fs.StringVar(&c.CgroupDriver, "cgroup-driver", c.CgroupDriver, "cgroup driver: cgroupfs or systemd (must match kubelet's)")
+	fs.StringVar(&c.CgroupDriver, "cgroup-driver", c.CgroupDriver, "cgroup driver: cgroupfs or systemd; empty: systemd when systemd is the init system, else cgroupfs (kubelet takes it from cri-shim through RuntimeConfig)")
 	fs.StringVar(&c.MetricsAddress, "metrics-address", c.MetricsAddress, "host:port to serve Prometheus metrics on (empty: off)")
 }
 
@@ -85,8 +89,12 @@ func load(args []string, fs *flag.FlagSet) (Config, error) {
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
-	if cfg.CgroupDriver != "cgroupfs" && cfg.CgroupDriver != "systemd" {
-		return cfg, fmt.Errorf("--cgroup-driver must be cgroupfs or systemd, not %q", cfg.CgroupDriver)
+	switch cfg.CgroupDriver {
+	case "":
+		cfg.CgroupDriver = runtime.DetectCgroupDriver()
+	case runtime.CgroupfsDriver, runtime.SystemdDriver:
+	default:
+		return cfg, fmt.Errorf("--cgroup-driver must be cgroupfs or systemd (or empty to detect), not %q", cfg.CgroupDriver)
 	}
 	return cfg, nil
 }

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-shim/cri-shim/pkg/apparmor"
 	"github.com/cri-shim/cri-shim/pkg/cri"
 	"github.com/cri-shim/cri-shim/pkg/image"
 	"github.com/cri-shim/cri-shim/pkg/pod"
@@ -82,6 +83,17 @@ func serve(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
+	logger.Info("Cgroup driver", "driver", cfg.CgroupDriver)
+	if apparmor.Enabled() {
+		// Not fatal: CreateContainer loads it again when it is missing.
+		if err := apparmor.LoadDefault(ctx); err != nil {
+			logger.Error(err, "Cannot load the default AppArmor profile; containers that use it fail until it loads", "profile", apparmor.DefaultProfileName)
+		} else {
+			logger.Info("AppArmor enabled: containers run under the default profile unless they ask otherwise", "profile", apparmor.DefaultProfileName)
+		}
+	} else {
+		logger.Info("AppArmor is not enabled on this host: no AppArmor profile is applied to containers")
+	}
 	monitorBin, err := helperBinary("cri-shim-monitor")
 	if err != nil {
 		return err
@@ -114,7 +126,8 @@ func serve(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	srv := &cri.Server{Pods: pods, Images: images, RuntimeVersion: Version, CgroupDriver: cfg.CgroupDriver}
+	srv := &cri.Server{Pods: pods, Images: images, RuntimeVersion: Version, CgroupDriver: cfg.CgroupDriver,
+		AppArmor: apparmor.Enabled()}
 	streamSrv, err := cri.NewStreamingServer(cfg.StreamAddress, pods)
 	if err != nil {
 		return err

@@ -166,13 +166,21 @@ func check(sock, root, state, nodeNS, cniData, cgroupParent string) ([]string, e
 		}
 	}
 
-	// Cgroups under the default parent: one per live container or pause.
-	cgroupDirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", cgroupParent, "*"))
+	// Cgroups under the default parent: one per live container or pause,
+	// in every v1 hierarchy (/sys/fs/cgroup/<ctrl>/...) or in the v2 tree
+	// (/sys/fs/cgroup/...); a cgroupfs directory is named by the ID, a
+	// systemd scope cri-shim-<ID>.scope.
+	var cgroupDirs []string
+	for _, pattern := range []string{"/sys/fs/cgroup/*", "/sys/fs/cgroup"} {
+		m, _ := filepath.Glob(filepath.Join(pattern, cgroupParent, "*"))
+		cgroupDirs = append(cgroupDirs, m...)
+	}
 	for _, d := range cgroupDirs {
 		if st, err := os.Stat(d); err != nil || !st.IsDir() {
 			continue
 		}
-		if id := filepath.Base(d); len(id) == 64 && !l.has(id) {
+		id := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(d), "cri-shim-"), ".scope")
+		if len(id) == 64 && !l.has(id) {
 			leak("cgroup %s of an object the CRI does not list", d)
 		}
 	}

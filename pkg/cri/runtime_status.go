@@ -2,8 +2,12 @@ package cri
 
 import (
 	"context"
+	"strconv"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-shim/cri-shim/pkg/apparmor"
+	"github.com/cri-shim/cri-shim/pkg/runtime"
 )
 
 // Status reports the runtime ready and the network ready when a CNI config
@@ -26,7 +30,11 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
 	}
 	if req.GetVerbose() {
-		resp.Info = map[string]string{"runtime": "cri-shim", "cgroupDriver": s.CgroupDriver}
+		resp.Info = map[string]string{"runtime": "cri-shim", "cgroupDriver": s.CgroupDriver,
+			"apparmor": strconv.FormatBool(s.AppArmor)}
+		if s.AppArmor {
+			resp.Info["apparmorDefaultProfile"] = apparmor.DefaultProfileName
+		}
 	}
 	return resp, nil
 }
@@ -40,7 +48,7 @@ func handlerFeatures() *runtimeapi.RuntimeHandlerFeatures {
 // RuntimeConfig reports the cgroup driver, which kubelet must match.
 func (s *Server) RuntimeConfig(ctx context.Context, req *runtimeapi.RuntimeConfigRequest) (*runtimeapi.RuntimeConfigResponse, error) {
 	driver := runtimeapi.CgroupDriver_CGROUPFS
-	if s.CgroupDriver == "systemd" {
+	if s.CgroupDriver == runtime.SystemdDriver {
 		driver = runtimeapi.CgroupDriver_SYSTEMD
 	}
 	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil

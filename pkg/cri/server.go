@@ -27,6 +27,9 @@ type Server struct {
 	Streaming      streaming.Server
 	RuntimeVersion string
 	CgroupDriver   string
+	// AppArmor: the host has AppArmor on, so containers are confined
+	// (verbose Status says so).
+	AppArmor bool
 }
 
 // Register adds the services to a gRPC server and installs the

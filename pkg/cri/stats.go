@@ -28,7 +28,26 @@ func cpuMemStats(cg *runtime.CgroupStats, nanoCores uint64, ts int64) (*runtimea
 	if cg.MemoryLimit > 0 {
 		mem.AvailableBytes = u64(cg.MemoryLimit - min(cg.MemoryLimit, cg.MemoryWorkingSet))
 	}
+	cpu.Psi, mem.Psi = psi(cg.CPUPressure), psi(cg.MemoryPressure)
 	return cpu, mem
+}
+
+// ioStats is the CRI's IO usage: PSI only (cgroup v2); nil without it.
+func ioStats(cg *runtime.CgroupStats, ts int64) *runtimeapi.IoUsage {
+	if cg == nil || cg.IOPressure == nil {
+		return nil
+	}
+	return &runtimeapi.IoUsage{Timestamp: ts, Psi: psi(cg.IOPressure)}
+}
+
+func psi(p *runtime.Pressure) *runtimeapi.PsiStats {
+	if p == nil {
+		return nil
+	}
+	data := func(d runtime.PressureData) *runtimeapi.PsiData {
+		return &runtimeapi.PsiData{Total: d.Total, Avg10: d.Avg10, Avg60: d.Avg60, Avg300: d.Avg300}
+	}
+	return &runtimeapi.PsiStats{Some: data(p.Some), Full: data(p.Full)}
 }
 
 func toContainerStats(c *pod.Container, st *pod.ContainerStats) *runtimeapi.ContainerStats {
@@ -40,7 +59,7 @@ func toContainerStats(c *pod.Container, st *pod.ContainerStats) *runtimeapi.Cont
 	out := &runtimeapi.ContainerStats{
 		Attributes: &runtimeapi.ContainerAttributes{Id: c.ID, Metadata: c.Config.GetMetadata(),
 			Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations()},
-		Cpu: cpu, Memory: mem,
+		Cpu: cpu, Memory: mem, Io: ioStats(st.Cgroup, ts),
 		WritableLayer: &runtimeapi.FilesystemUsage{Timestamp: ts,
 			FsId:      &runtimeapi.FilesystemIdentifier{Mountpoint: st.WritableMountpoint},
 			UsedBytes: u64(st.WritableBytes), InodesUsed: u64(st.WritableInodes)},
@@ -94,7 +113,7 @@ func (s *Server) podStats(sb *pod.Sandbox) (*runtimeapi.PodSandboxStats, error) 
 		ts = st.Cgroup.Time.UnixNano()
 	}
 	cpu, mem := cpuMemStats(st.Cgroup, st.NanoCores, ts)
-	linux := &runtimeapi.LinuxPodSandboxStats{Cpu: cpu, Memory: mem}
+	linux := &runtimeapi.LinuxPodSandboxStats{Cpu: cpu, Memory: mem, Io: ioStats(st.Cgroup, ts)}
 	if st.Cgroup != nil {
 		linux.Process = &runtimeapi.ProcessUsage{Timestamp: ts, ProcessCount: u64(st.Cgroup.Pids)}
 	}

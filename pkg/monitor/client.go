@@ -22,6 +22,9 @@ type Client struct {
 	Dir string
 	// Binary is the monitor executable Ensure starts.
 	Binary string
+	// Started, if set, is called with the pid of a monitor Ensure has just
+	// started (the systemd driver moves it into a scope of its own).
+	Started func(ctx context.Context, pid int)
 }
 
 // dial connects to the monitor, sends req and reads the response; the
@@ -151,6 +154,9 @@ func (c *Client) Ensure(ctx context.Context) error {
 		return fmt.Errorf("start the container monitor %s: %w", c.Binary, err)
 	}
 	go cmd.Wait()
+	if c.Started != nil {
+		c.Started(ctx, cmd.Process.Pid)
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if err := c.Ping(ctx); err == nil {

@@ -43,6 +43,23 @@ type CreateRequest struct {
 	Terminal  bool   `json:"terminal,omitempty"`
 	Stdin     bool   `json:"stdin,omitempty"`
 	StdinOnce bool   `json:"stdinOnce,omitempty"`
+	// SystemdCgroup calls the runtime with --systemd-cgroup (the systemd
+	// cgroup driver).
+	SystemdCgroup bool `json:"systemdCgroup,omitempty"`
+	// CgroupDir is the container's memory cgroup directory, where the
+	// monitor follows OOM kills; empty: not followed.
+	CgroupDir string `json:"cgroupDir,omitempty"`
+}
+
+// runtimeGlobalArgs are the runtime's flags before its subcommand; the
+// same as runtime.Runc.GlobalArgs (this package does not import it, to keep
+// the monitor small).
+func runtimeGlobalArgs(root string, systemdCgroup bool) []string {
+	args := []string{"--root", root}
+	if systemdCgroup {
+		args = append(args, "--systemd-cgroup")
+	}
+	return args
 }
 
 // AttachRequest selects the streams of an attach.
@@ -62,6 +79,9 @@ type Exit struct {
 	// Reason is empty for a normal exit; "Unknown" when the monitor could
 	// not observe the exit itself.
 	Reason string `json:"reason,omitempty"`
+	// OOMKilled: the kernel's OOM killer killed a process of the
+	// container's cgroup while it ran.
+	OOMKilled bool `json:"oomKilled,omitempty"`
 }
 
 // Frame types of an attach connection: [type byte][uint32 big-endian length][payload].

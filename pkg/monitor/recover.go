@@ -61,6 +61,7 @@ func (s *Server) recoverOne(id string) error {
 			c.streams = append(c.streams, &stream{name: name, f: f, log: c.log, fanout: &c.fan, frame: byte(FrameStdout + i)})
 		}
 	}
+	s.oom.watch(c)
 	s.startStreams(c)
 	go s.watchPidfd(c)
 	return nil
@@ -82,5 +83,6 @@ func (s *Server) watchPidfd(c *container) {
 			return n > 0
 		})
 	}
-	s.writeExit(c, Exit{ID: c.rec.ID, Pid: c.rec.Pid, ExitCode: 255, FinishedAt: time.Now(), Reason: "Unknown"})
+	s.writeExit(c, Exit{ID: c.rec.ID, Pid: c.rec.Pid, ExitCode: 255, FinishedAt: time.Now(), Reason: "Unknown",
+		OOMKilled: c.oomKilled.Load() || OOMKills(c.rec.CgroupDir) > 0})
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -30,6 +31,10 @@ type record struct {
 	Terminal  bool      `json:"terminal,omitempty"`
 	StdinOnce bool      `json:"stdinOnce,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
+	// CgroupDir is the container's memory cgroup directory, followed for
+	// OOM kills; SystemdCgroup is how the runtime was called.
+	CgroupDir     string `json:"cgroupDir,omitempty"`
+	SystemdCgroup bool   `json:"systemdCgroup,omitempty"`
 }
 
 type container struct {
@@ -41,12 +46,16 @@ type container struct {
 	console *os.File // pty master
 	running sync.WaitGroup
 	exited  bool
+	// oomKilled is set by the OOM watcher; oomWd is its inotify watch.
+	oomKilled atomic.Bool
+	oomWd     int
 }
 
 // Server is the monitor process's state.
 type Server struct {
 	dir        string
 	reaper     *reaper
+	oom        *oomWatcher
 	mu         sync.Mutex
 	containers map[string]*container
 	byPid      map[int]*container
@@ -69,6 +78,7 @@ func Serve(dir string) error {
 		return fmt.Errorf("become child subreaper: %w", err)
 	}
 	s := &Server{dir: dir, containers: map[string]*container{}, byPid: map[int]*container{}, subs: map[chan Exit]bool{}}
+	s.oom = newOOMWatcher()
 	s.reaper = newReaper(s.onExit)
 	s.reaper.start()
 	s.recover()
@@ -161,7 +171,7 @@ func (s *Server) create(req *CreateRequest) (pid int, err error) {
 		return 0, err
 	}
 	c := &container{rec: record{ID: req.ID, LogPath: req.LogPath, LogDir: req.LogDir, Terminal: req.Terminal,
-		StdinOnce: req.StdinOnce, CreatedAt: time.Now()}}
+		StdinOnce: req.StdinOnce, CreatedAt: time.Now(), CgroupDir: req.CgroupDir, SystemdCgroup: req.SystemdCgroup}}
 	var closeOnExit []*os.File // our copies of the container's ends
 	defer func() {
 		for _, f := range closeOnExit {
@@ -212,7 +222,8 @@ func (s *Server) create(req *CreateRequest) (pid int, err error) {
 	}
 
 	runtimeLog := filepath.Join(io, "runtime.log")
-	argv := []string{req.RuntimeBinary, "--root", req.RuntimeRoot, "--log", runtimeLog, "--log-format", "json"}
+	argv := append([]string{req.RuntimeBinary}, runtimeGlobalArgs(req.RuntimeRoot, req.SystemdCgroup)...)
+	argv = append(argv, "--log", runtimeLog, "--log-format", "json")
 	op := "create"
 	if req.Run {
 		op = "run"
@@ -274,6 +285,7 @@ func (s *Server) create(req *CreateRequest) (pid int, err error) {
 		s.cleanupRuntime(req)
 		return 0, err
 	}
+	s.oom.watch(c)
 	s.startStreams(c)
 	s.mu.Lock()
 	s.containers[req.ID] = c
@@ -292,7 +304,8 @@ func (s *Server) cleanupRuntime(req *CreateRequest) {
 	if err != nil {
 		return
 	}
-	waitc, err := s.reaper.startProcess(bin, []string{req.RuntimeBinary, "--root", req.RuntimeRoot, "delete", "--force", req.ID},
+	argv := append([]string{req.RuntimeBinary}, runtimeGlobalArgs(req.RuntimeRoot, req.SystemdCgroup)...)
+	waitc, err := s.reaper.startProcess(bin, append(argv, "delete", "--force", req.ID),
 		&os.ProcAttr{Files: []*os.File{nil, nil, nil}})
 	if err == nil {
 		<-waitc
@@ -425,7 +438,10 @@ func (s *Server) onExit(pid int, ws unix.WaitStatus) bool {
 
 func (s *Server) recordExit(c *container, ws unix.WaitStatus, reason string) {
 	code, sig := exitCode(ws)
-	s.writeExit(c, Exit{ID: c.rec.ID, Pid: c.rec.Pid, ExitCode: code, Signal: sig, FinishedAt: time.Now(), Reason: reason})
+	// The watcher saw kills while the cgroup existed; a cgroup that
+	// survives its processes (cgroupfs, v1) is read now.
+	oom := c.oomKilled.Load() || OOMKills(c.rec.CgroupDir) > 0
+	s.writeExit(c, Exit{ID: c.rec.ID, Pid: c.rec.Pid, ExitCode: code, Signal: sig, FinishedAt: time.Now(), Reason: reason, OOMKilled: oom})
 }
 
 func (s *Server) writeExit(c *container, e Exit) {
@@ -511,6 +527,7 @@ func (s *Server) forget(id string) {
 	}
 	s.mu.Unlock()
 	if c != nil {
+		s.oom.forget(c)
 		c.closeFiles()
 	}
 	os.Remove(recordPath(s.dir, id))

@@ -2,64 +2,67 @@ package pod
 
 import (
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cri-shim/cri-shim/pkg/monitor"
+	"github.com/cri-shim/cri-shim/pkg/runtime"
 )
 
-// cgroupDir is the directory of a container's cgroup in one v1 hierarchy
-// (ctrl) or, on v2, in the unified tree (ctrl ignored). Only cgroupfs
-// paths are resolved; a systemd path is left to the runtime.
-func (m *Manager) cgroupDir(sandboxCgroup, id, ctrl string) string {
-	p := cgroupsPath(m.cfg.CgroupDriver, sandboxCgroup, id)
-	if strings.Contains(p, ":") {
+// cgroup is the cgroup of the pause (id = the sandbox's ID) or of a
+// container of this pod, under the driver the pod was made with.
+func (sb *Sandbox) cgroup(id string) runtime.Cgroup {
+	driver := sb.CgroupDriver
+	if driver == "" {
+		driver = runtime.CgroupfsDriver
+	}
+	return runtime.Cgroup{Driver: driver, Parent: sb.Cgroup, ID: id}
+}
+
+// withCgroup sets the spec's cgroupsPath. The parent was validated when the
+// pod was made, so an error here is a record from elsewhere.
+func withCgroup(cg runtime.Cgroup) runtime.SpecOpt {
+	return func(s *specs.Spec) error {
+		p, err := cg.OCIPath()
+		if err != nil {
+			return err
+		}
+		return runtime.WithCgroupsPath(p)(s)
+	}
+}
+
+// memoryCgroupDir is the directory of a container's memory cgroup on this
+// host (the v2 directory, or the v1 memory hierarchy's), where OOM kills are
+// counted; "" if the parent is not valid.
+func memoryCgroupDir(cg runtime.Cgroup) string {
+	dir, err := cg.Dir(runtime.CgroupRoot, "memory")
+	if err != nil {
 		return ""
 	}
-	if hostCgroups().v2 {
-		return filepath.Join("/sys/fs/cgroup", p)
-	}
-	return filepath.Join("/sys/fs/cgroup", ctrl, p)
+	return dir
 }
 
 // oomKilled reports whether the kernel's OOM killer killed a process of the
-// container's cgroup: read at exit, before the runtime removes the cgroup.
+// container's cgroup, for a cgroup that outlives its processes (cgroupfs);
+// the monitor follows the others while they run (monitor.Exit.OOMKilled).
 func (m *Manager) oomKilled(c *Container) bool {
 	sb, ok := m.sandboxes.get(c.SandboxID)
 	if !ok {
 		return false
 	}
-	dir := m.cgroupDir(sb.Cgroup, c.ID, "memory")
-	if dir == "" {
-		return false
-	}
-	file := "memory.oom_control"
-	if hostCgroups().v2 {
-		file = "memory.events"
-	}
-	data, err := os.ReadFile(filepath.Join(dir, file))
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if k, v, ok := strings.Cut(line, " "); ok && k == "oom_kill" {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n > 0
-		}
-	}
-	return false
+	return monitor.OOMKills(memoryCgroupDir(sb.cgroup(c.ID))) > 0
 }
 
 // removeCgroup removes the (empty) cgroup of a container or pause whose
-// runtime state is gone, in every hierarchy; the runtime removes it itself
-// on delete, but not after a reboot that kept the cgroup tree (a simulated
-// one) or a crash between its steps.
-func (m *Manager) removeCgroup(sandboxCgroup, id string) {
-	p := cgroupsPath(m.cfg.CgroupDriver, sandboxCgroup, id)
-	if strings.Contains(p, ":") {
+// runtime state is gone, in every hierarchy and under either driver. The
+// runtime removes it itself on delete (systemd when a scope empties), but
+// not after a reboot that kept the cgroup tree (a simulated one) or a crash
+// between its steps.
+func (m *Manager) removeCgroup(sb *Sandbox, id string) {
+	dirs, err := sb.cgroup(id).Dirs(runtime.CgroupRoot)
+	if err != nil {
 		return
 	}
-	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", p))
-	dirs = append(dirs, filepath.Join("/sys/fs/cgroup", p))
 	for _, d := range dirs {
 		os.Remove(d) // rmdir; a cgroup with processes refuses, which is right
 	}

@@ -23,6 +23,12 @@ func containerName(sandboxID string, md *runtimeapi.ContainerMetadata) string {
 // CreateContainer creates a container in a ready sandbox; its process waits
 // for StartContainer. On failure everything made so far is undone.
 func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *runtimeapi.ContainerConfig) (_ string, retErr error) {
+	// The sandbox stays Ready until the container is recorded: StopPod
+	// holds the same lock while it lists and stops the pod's containers,
+	// so a container is either in its list or refused here (lock order:
+	// sandbox, then container).
+	unlockSandbox := m.locks.lock(sandboxID)
+	defer unlockSandbox()
 	sb, ok := m.sandboxes.get(sandboxID)
 	if !ok {
 		return "", notFound("pod sandbox", sandboxID)
@@ -96,8 +102,11 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 		return "", err
 	}
 	in := specInput{id: id, sb: sb, cfg: cfg, img: img, rootfs: rootfs, podFiles: m.podFilesDir(sandboxID),
-		users: readUserDB(rootfs), targetPid: targetPid, cgroupDriver: m.cfg.CgroupDriver, devices: devices}
+		users: readUserDB(rootfs), targetPid: targetPid, devices: devices}
 	if in.seccomp, err = seccompProfile(sc, capabilities(sc.GetCapabilities())); err != nil {
+		return "", err
+	}
+	if in.apparmor, err = apparmorProfile(ctx, sc, m.apparmor); err != nil {
 		return "", err
 	}
 	spec, ident, groups, err := containerSpec(in)
@@ -120,7 +129,8 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 	u.add("remove bundle", func(context.Context) error { return os.RemoveAll(bundle) })
 
 	req := monitor.CreateRequest{ID: id, Bundle: bundle, RuntimeBinary: m.cfg.Runtime, RuntimeRoot: m.runc.Root,
-		Terminal: cfg.GetTty(), Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce()}
+		Terminal: cfg.GetTty(), Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(),
+		SystemdCgroup: m.runc.SystemdCgroup, CgroupDir: memoryCgroupDir(sb.cgroup(id))}
 	if c.LogPath != "" {
 		req.LogDir, req.LogPath = sb.Config.GetLogDirectory(), cfg.GetLogPath()
 	}

@@ -213,6 +213,11 @@ func (m *Manager) RemoveContainer(ctx context.Context, id string) error {
 		errs = append(errs, fmt.Errorf("remove rootfs of %s: %w", id, err))
 	}
 	errs = append(errs, <-runcErr)
+	// After a reboot the runtime had nothing to delete, but a kernel that
+	// kept the cgroup tree (a simulated reboot) still holds the cgroup.
+	if sb, ok := m.sandboxes.get(c.SandboxID); ok {
+		m.removeCgroup(sb, id)
+	}
 	if err := os.RemoveAll(m.bundleDir(id)); err != nil {
 		errs = append(errs, err)
 	}

@@ -65,7 +65,14 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 		return 0, err
 	}
 
-	cmd := exec.Command(m.cfg.Runtime, append([]string{"--root", m.runc.Root}, m.runc.ExecArgs(id, procFile, pidFile, "", false)...)...)
+	cmd := exec.Command(m.cfg.Runtime, append(m.runc.GlobalArgs(), m.runc.ExecArgs(id, procFile, pidFile, "", false)...)...)
+	// Once runc exec is gone, its output gets this long to drain. (A
+	// command that leaves a child holding its stdout still keeps runc
+	// exec itself waiting: runc copies the output through pipes of its
+	// own until every writer is gone.)
+	cmd.WaitDelay = 2 * time.Second
+	exited := make(chan struct{})
+	defer close(exited)
 	var stdinW *os.File
 	var ioDone sync.WaitGroup
 	if !o.Tty {
@@ -114,9 +121,17 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 		}
 		if o.Resize != nil {
 			go func() {
-				for sz := range o.Resize {
-					if runtime.SetWinsize(master, sz.Width, sz.Height) == nil {
-						cmd.Process.Signal(unix.SIGWINCH)
+				for {
+					select {
+					case sz, ok := <-o.Resize:
+						if !ok {
+							return
+						}
+						if runtime.SetWinsize(master, sz.Width, sz.Height) == nil {
+							cmd.Process.Signal(unix.SIGWINCH)
+						}
+					case <-exited:
+						return
 					}
 				}
 			}()
@@ -135,7 +150,7 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 		// under the container's init, which may never reap it.
 		if data, err := os.ReadFile(pidFile); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
-				unix.Kill(pid, unix.SIGKILL)
+				killChildOf(pid, cmd.Process.Pid)
 			}
 		}
 		select {
@@ -225,4 +240,41 @@ func (m *Manager) ExecSync(ctx context.Context, id string, cmd []string, timeout
 		err = fmt.Errorf("command %q timed out after %ds: %w", strings.Join(cmd, " "), timeout, context.DeadlineExceeded)
 	}
 	return bufs.stdout.Bytes(), bufs.stderr.Bytes(), code, err
+}
+
+// killChildOf SIGKILLs pid if it is still a child of parent (runc exec,
+// which reaps it): a pid read from a file may have been reused once runc
+// reaped it. The check and the signal go through one pidfd, so the pid
+// cannot be reused in between.
+func killChildOf(pid, parent int) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return // gone
+	}
+	defer unix.Close(fd)
+	if parentPid(pid) != parent {
+		return
+	}
+	unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+}
+
+// parentPid reads the parent of pid from /proc/<pid>/stat (field 4, after
+// the command name in parentheses, which may contain anything); 0 if
+// unknown.
+func parentPid(pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(fields[1])
+	return ppid
 }

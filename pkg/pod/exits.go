@@ -126,7 +126,10 @@ func (m *Manager) watchExits(ctx context.Context) {
 // handleExit records an exit in the container's record (or marks a
 // sandbox whose pause died NotReady), then wakes waiters.
 func (m *Manager) handleExit(ctx context.Context, e monitor.Exit) {
-	if c, ok := m.containers.get(e.ID); ok && c.State != ContainerExited {
+	// A container whose record could not be read stays Unknown (kubelet
+	// removes it) and its record untouched: writing what little is known
+	// of it over the record would lose the rest.
+	if c, ok := m.containers.get(e.ID); ok && c.State != ContainerExited && c.Unknown == "" {
 		reason := e.Reason
 		if reason == "" {
 			reason = "Completed"

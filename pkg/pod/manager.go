@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/errdefs"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-shim/cri-shim/pkg/apparmor"
 	"github.com/cri-shim/cri-shim/pkg/image"
 	"github.com/cri-shim/cri-shim/pkg/monitor"
 	"github.com/cri-shim/cri-shim/pkg/runtime"
@@ -46,7 +47,10 @@ type Config struct {
 	// CNIConfDir and CNIBinDirs locate the network plugins.
 	CNIConfDir string
 	CNIBinDirs []string
-	// CgroupDriver is "cgroupfs" or "systemd".
+	// AppArmor is the host's AppArmor (nil: apparmor.System()).
+	AppArmor *apparmor.Host
+	// CgroupDriver is runtime.CgroupfsDriver (the default) or
+	// runtime.SystemdDriver.
 	CgroupDriver string
 	Images       Images
 	// ImageFsMountpoint is what ImageFsInfo reports as the image
@@ -63,6 +67,7 @@ type Config struct {
 type Manager struct {
 	cfg        Config
 	runc       *runtime.Runc
+	apparmor   apparmorHost
 	monitor    *monitor.Client
 	network    *network
 	sandboxes  *store[Sandbox]
@@ -82,12 +87,25 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.Runtime == "" {
 		cfg.Runtime = "runc"
 	}
+	switch cfg.CgroupDriver {
+	case "":
+		cfg.CgroupDriver = runtime.CgroupfsDriver
+	case runtime.CgroupfsDriver, runtime.SystemdDriver:
+	default:
+		return nil, fmt.Errorf("unknown cgroup driver %q (want %s or %s)", cfg.CgroupDriver, runtime.CgroupfsDriver, runtime.SystemdDriver)
+	}
 	m := &Manager{
-		cfg:     cfg,
-		runc:    &runtime.Runc{Binary: cfg.Runtime, Root: filepath.Join(cfg.State, "runc")},
-		monitor: &monitor.Client{Dir: filepath.Join(cfg.State, "monitor"), Binary: cfg.MonitorBinary},
-		exits:   newExitWaiter(),
-		events:  newEventBus(),
+		cfg: cfg,
+		runc: &runtime.Runc{Binary: cfg.Runtime, Root: filepath.Join(cfg.State, "runc"),
+			SystemdCgroup: cfg.CgroupDriver == runtime.SystemdDriver},
+		monitor: &monitor.Client{Dir: filepath.Join(cfg.State, "monitor"), Binary: cfg.MonitorBinary,
+			Started: monitorStarted(cfg.CgroupDriver)},
+		exits:  newExitWaiter(),
+		events: newEventBus(),
+	}
+	m.apparmor = cfg.AppArmor
+	if cfg.AppArmor == nil {
+		m.apparmor = apparmor.System()
 	}
 	m.names.init()
 	var err error
@@ -115,7 +133,8 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := m.monitor.CheckMountNamespace(); err != nil {
 		return nil, err
 	}
-	m.recover(ctx)
+	steps := m.recover(ctx)
+	go m.finishRecovery(ctx, steps)
 	go m.watchExits(context.WithoutCancel(ctx))
 	return m, nil
 }
@@ -237,4 +256,25 @@ func notFound(kind, id string) error {
 		return fmt.Errorf("%s ID is empty: %w", kind, errdefs.ErrNotFound)
 	}
 	return fmt.Errorf("%s %q: %w", kind, id, errdefs.ErrNotFound)
+}
+
+// monitorStarted is what happens to a new monitor process: under the systemd
+// driver it leaves cri-shim's service cgroup for a scope of its own in
+// system.slice, so stopping or restarting the service never touches it or
+// the containers' stdio it holds. Failing that it stays where it is, which
+// the unit's KillMode=process tolerates.
+func monitorStarted(driver string) func(context.Context, int) {
+	if driver != runtime.SystemdDriver {
+		return nil
+	}
+	return func(ctx context.Context, pid int) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		unit := fmt.Sprintf("cri-shim-monitor-%d.scope", pid)
+		if err := runtime.MoveToScope(ctx, pid, unit, runtime.DefaultSystemdParent, "cri-shim container monitor"); err != nil {
+			klog.FromContext(ctx).Error(err, "Could not give the container monitor a systemd scope of its own; it stays in cri-shim's cgroup", "pid", pid)
+			return
+		}
+		klog.FromContext(ctx).Info("Container monitor runs in its own systemd scope", "pid", pid, "unit", unit)
+	}
 }

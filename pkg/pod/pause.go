@@ -106,7 +106,7 @@ func (m *Manager) pauseSpec(ctx context.Context, sb *Sandbox) (*specs.Spec, erro
 		runtime.WithCapabilities(nil),
 		runtime.WithNoNewPrivileges(true),
 		runtime.WithOOMScoreAdj(-998, true),
-		runtime.WithCgroupsPath(cgroupsPath(m.cfg.CgroupDriver, sb.Cgroup, sb.ID)),
+		withCgroup(sb.cgroup(sb.ID)),
 		runtime.WithSysctl(cfg.GetLinux().GetSysctls()),
 		runtime.WithAnnotations(map[string]string{"io.kubernetes.cri.container-type": "sandbox", "io.kubernetes.cri.sandbox-id": sb.ID}),
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -27,18 +26,3 @@ func writeBundle(dir string, spec *specs.Spec) error {
 
 // alive reports whether the process of id has not been seen exiting.
 func (m *Manager) alive(id string) bool { return !m.exits.exited(id) }
-
-// cgroupsPath is the runtime's cgroupsPath for a container under a pod's
-// cgroup parent: a path for cgroupfs, "slice:prefix:name" for systemd.
-func cgroupsPath(driver, parent, id string) string {
-	if driver == "systemd" {
-		if parent == "" {
-			parent = "system.slice"
-		}
-		return parent + ":cri-shim:" + id
-	}
-	if parent == "" {
-		parent = "/cri-shim"
-	}
-	return strings.TrimSuffix(parent, "/") + "/" + id
-}

@@ -16,10 +16,14 @@ import (
 
 // recover rebuilds memory from the records, the monitor's exit files and
 // the kernel, one object at a time: a record it cannot read is reported,
-// never fatal. Half-made objects (state Creating) are undone. After a
-// reboot (the runtime's state under --state is gone) every container is
-// exited, every sandbox NotReady and its network released.
-func (m *Manager) recover(ctx context.Context) {
+// never fatal. Half-made containers are undone. After a reboot (the
+// runtime's state under --state is gone) every container is exited and
+// every sandbox NotReady. What needs the network (CNI DEL of half-made and
+// stopped sandboxes, CNI GC) is returned as steps for finishRecovery, which
+// runs them after cri-shim serves: a CNI plugin that hangs must not keep
+// kubelet from the rest of the node.
+func (m *Manager) recover(ctx context.Context) []recoveryStep {
+	var steps []recoveryStep
 	logger := klog.FromContext(ctx)
 	ids, err := m.sandboxes.ids()
 	if err != nil {
@@ -45,9 +49,7 @@ func (m *Manager) recover(ctx context.Context) {
 		m.sandboxes.remember(id, sb)
 		if sb.State == SandboxCreating {
 			logger.Info("Undoing a sandbox left half made", "podSandboxID", id)
-			if err := m.undoSandbox(ctx, sb); err != nil {
-				logger.Error(err, "Undo half-made sandbox", "podSandboxID", id)
-			}
+			steps = append(steps, recoveryStep{what: "Undo half-made sandbox", id: id, run: m.undoHalfMadeSandbox})
 			continue
 		}
 		m.names.reserve(podName(sb.Config.GetMetadata()), id)
@@ -55,7 +57,9 @@ func (m *Manager) recover(ctx context.Context) {
 			// Rebooted (or the pause was deleted behind our back): the
 			// pod's namespaces are gone.
 			m.sandboxes.update(id, func(s *Sandbox) error { s.State = SandboxNotReady; return nil })
-			m.removeCgroup(sb.Cgroup, id)
+		}
+		if !m.runc.Exists(id) {
+			m.removeCgroup(sb, id)
 		}
 		if m.runc.Exists(id) {
 			m.exits.track(id)
@@ -83,6 +87,14 @@ func (m *Manager) recover(ctx context.Context) {
 			continue
 		}
 		m.names.reserve(containerName(c.SandboxID, c.Config.GetMetadata()), id)
+		if !m.runc.Exists(id) {
+			// Rebooted, or removed from the runtime before a crash: the
+			// kernel may keep an empty cgroup (a simulated reboot does),
+			// whatever state the record was in.
+			if sb, ok := m.sandboxes.get(c.SandboxID); ok {
+				m.removeCgroup(sb, id)
+			}
+		}
 		if c.State == ContainerExited {
 			continue
 		}
@@ -94,9 +106,6 @@ func (m *Manager) recover(ctx context.Context) {
 			// Rebooted: the process is gone, the kernel may keep an empty
 			// cgroup (a simulated reboot does).
 			m.handleExit(ctx, monitor.Exit{ID: id, ExitCode: 255, FinishedAt: time.Now(), Reason: "Unknown"})
-			if sb, ok := m.sandboxes.get(c.SandboxID); ok {
-				m.removeCgroup(sb.Cgroup, id)
-			}
 			continue
 		}
 		m.exits.track(id)
@@ -117,12 +126,92 @@ func (m *Manager) recover(ctx context.Context) {
 	// a reboot nobody else will ever release them.
 	for _, sb := range m.sandboxes.list() {
 		if sb.State == SandboxNotReady && (sb.CNIAdded || netns.IsPinned(sb.NetNS)) {
-			if err := m.StopPod(ctx, sb.ID); err != nil {
-				logger.Error(err, "Release the network of a stopped sandbox", "podSandboxID", sb.ID)
-			}
+			steps = append(steps, recoveryStep{what: "Release the network of a stopped sandbox", id: sb.ID, run: m.StopPod})
 		}
 	}
-	m.collectNetwork(ctx)
+	return steps
+}
+
+// recoveryStep is a part of recovery that may block (on a CNI plugin):
+// run for the object id, idempotent, done when it returns nil.
+type recoveryStep struct {
+	what string // for the log
+	id   string
+	run  func(ctx context.Context, id string) error
+}
+
+// Recovery timing: each step gets its own deadline; failed steps are
+// retried with a growing pause until they succeed or cri-shim stops.
+var (
+	recoveryStepTimeout = time.Minute
+	recoveryRetryFirst  = time.Second
+	recoveryRetryMax    = 5 * time.Minute
+)
+
+// finishRecovery runs the blocking steps of recovery in the background,
+// then CNI GC with the attachments of the ready sandboxes (which releases
+// what the DELs could not, once they are through). Until a step has run,
+// its sandbox is listed NotReady (or, half made, not at all), as it would
+// be anyway, and kubelet's own Stop/Remove do the same work under the same
+// lock.
+func (m *Manager) finishRecovery(ctx context.Context, steps []recoveryStep) {
+	logger := klog.FromContext(ctx)
+	backoff := recoveryRetryFirst
+	for {
+		var failed []recoveryStep
+		for _, s := range steps {
+			stepCtx, cancel := context.WithTimeout(ctx, recoveryStepTimeout)
+			err := s.run(stepCtx, s.id)
+			cancel()
+			if err != nil {
+				logger.Error(err, s.what+"; will retry", "podSandboxID", s.id, "retryIn", backoff)
+				failed = append(failed, s)
+			}
+		}
+		gcCtx, cancel := context.WithTimeout(ctx, recoveryStepTimeout)
+		m.collectNetwork(gcCtx)
+		cancel()
+		if len(failed) == 0 {
+			logger.V(2).Info("Recovery finished")
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		steps, backoff = failed, min(2*backoff, recoveryRetryMax)
+	}
+}
+
+// undoHalfMadeSandbox undoes a sandbox that was being made when cri-shim
+// died. If that fails, the sandbox is shown NotReady (kubelet then removes
+// it, which does the same) instead of staying hidden, and it is retried.
+func (m *Manager) undoHalfMadeSandbox(ctx context.Context, id string) error {
+	unlock := m.locks.lock(id)
+	sb, ok := m.sandboxes.get(id)
+	if ok && sb.State == SandboxCreating {
+		err := m.undoSandbox(ctx, sb)
+		if err != nil {
+			if _, uerr := m.sandboxes.update(id, func(s *Sandbox) error {
+				if s.State == SandboxCreating {
+					s.State = SandboxNotReady
+				}
+				return nil
+			}); uerr != nil {
+				err = errors.Join(err, uerr)
+			}
+		}
+		unlock()
+		return err
+	}
+	unlock()
+	if ok && sb.State == SandboxNotReady {
+		// An earlier undo failed and left it NotReady: release what it
+		// holds as for any stopped sandbox (StopPod takes the lock).
+		return m.StopPod(ctx, id)
+	}
+	return nil // removed meanwhile
 }
 
 // collectNetwork runs CNI GC with the attachments of the ready sandboxes.

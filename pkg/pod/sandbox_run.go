@@ -53,7 +53,10 @@ func (m *Manager) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	u.add("release name", func(context.Context) error { m.names.release(name, id); return nil })
 
 	sb := &Sandbox{Version: sandboxVersion, ID: id, State: SandboxCreating, Config: cfg, Handler: handler,
-		CreatedAt: time.Now(), Cgroup: cfg.GetLinux().GetCgroupParent()}
+		CreatedAt: time.Now(), Cgroup: cfg.GetLinux().GetCgroupParent(), CgroupDriver: m.cfg.CgroupDriver}
+	if err := sb.cgroup(id).Validate(); err != nil {
+		return "", invalid("%v", err)
+	}
 	hostNet := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
 	if !hostNet {
 		sb.NetNS = filepath.Join(m.netnsDir(), id)
@@ -161,6 +164,7 @@ func (m *Manager) startPause(ctx context.Context, sb *Sandbox) (int, error) {
 	}
 	pid, err := m.monitor.Create(ctx, monitor.CreateRequest{
 		ID: sb.ID, Bundle: bundle, RuntimeBinary: m.cfg.Runtime, RuntimeRoot: m.runc.Root, Run: true,
+		SystemdCgroup: m.runc.SystemdCgroup, CgroupDir: memoryCgroupDir(sb.cgroup(sb.ID)),
 	})
 	if err != nil {
 		return 0, fmt.Errorf("%w: start pause container: %w", errPauseMayExist, err)
@@ -184,6 +188,9 @@ func (m *Manager) removePause(ctx context.Context, id string, pid int, startTime
 	}
 	if err := m.runc.Delete(ctx, id, true); err != nil {
 		errs = append(errs, fmt.Errorf("delete pause container: %w", err))
+	}
+	if sb, ok := m.sandboxes.get(id); ok {
+		m.removeCgroup(sb, id)
 	}
 	if err := m.monitor.Forget(ctx, id); err != nil {
 		errs = append(errs, err)

@@ -20,6 +20,10 @@ func (m *Manager) StopPod(ctx context.Context, id string) error {
 		return nil
 	}
 	logger := klog.FromContext(ctx).WithValues("podSandboxID", id)
+	// Held from the listing of the pod's containers on: CreateContainer
+	// takes it too, so no container joins the pod behind the listing.
+	unlock := m.locks.lock(id)
+	defer unlock()
 	for _, c := range m.containers.list() {
 		if c.SandboxID == id {
 			if err := m.StopContainer(ctx, c.ID, 0); err != nil {
@@ -30,8 +34,6 @@ func (m *Manager) StopPod(ctx context.Context, id string) error {
 	if err := m.fault("stop-containers-stopped"); err != nil {
 		return err
 	}
-	unlock := m.locks.lock(id)
-	defer unlock()
 	if sb, ok = m.sandboxes.get(id); !ok {
 		return nil
 	}

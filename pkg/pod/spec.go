@@ -31,10 +31,10 @@ type specInput struct {
 	users    userDB
 	// targetPid is the init pid of the container whose PID namespace a
 	// TARGET-mode container joins.
-	targetPid    int
-	cgroupDriver string
-	devices      []specs.LinuxDevice // resolved from cfg.Devices
-	seccomp      *specs.LinuxSeccomp // resolved profile (nil: unconfined)
+	targetPid int
+	devices   []specs.LinuxDevice // resolved from cfg.Devices
+	seccomp   *specs.LinuxSeccomp // resolved profile (nil: unconfined)
+	apparmor  string              // resolved AppArmor profile ("": none applied)
 }
 
 func invalid(format string, args ...any) error {
@@ -92,7 +92,7 @@ func containerSpec(in specInput) (*specs.Spec, *identity, []uint32, error) {
 	}
 	res := cfg.GetLinux().GetResources()
 	opts = append(opts,
-		runtime.WithCgroupsPath(cgroupsPath(in.cgroupDriver, in.sb.Cgroup, in.id)),
+		withCgroup(in.sb.cgroup(in.id)),
 		runtime.WithResources(linuxResources(res)),
 		runtime.WithOOMScoreAdj(int(res.GetOomScoreAdj()), true),
 		runtime.WithAnnotations(cfg.GetAnnotations()),
@@ -318,7 +318,7 @@ func securityOpts(in specInput) []runtime.SpecOpt {
 		for _, d := range hostDevices() {
 			opts = append(opts, func(s *specs.Spec) error { s.Linux.Devices = append(s.Linux.Devices, d); return nil })
 		}
-		return append(opts, runtime.WithNoNewPrivileges(sc.GetNoNewPrivs()))
+		return append(opts, runtime.WithNoNewPrivileges(sc.GetNoNewPrivs()), runtime.WithApparmor(in.apparmor))
 	}
 	caps := capabilities(sc.GetCapabilities())
 	opts = append(opts, runtime.WithCapabilities(caps))
@@ -335,7 +335,7 @@ func securityOpts(in specInput) []runtime.SpecOpt {
 	if len(sc.GetReadonlyPaths()) > 0 {
 		opts = append(opts, runtime.WithReadonlyPaths(slices.Clone(sc.GetReadonlyPaths())))
 	}
-	opts = append(opts, runtime.WithNoNewPrivileges(sc.GetNoNewPrivs()), runtime.WithSeccomp(in.seccomp))
+	opts = append(opts, runtime.WithNoNewPrivileges(sc.GetNoNewPrivs()), runtime.WithSeccomp(in.seccomp), runtime.WithApparmor(in.apparmor))
 	return opts
 }
 

@@ -31,7 +31,6 @@ func baseInput() specInput {
 			users:  []passwdEntry{{"root", 0, 0}, {"www-data", 33, 33}, {"default-user", 1000, 1000}},
 			groups: []groupEntry{{name: "root", gid: 0}, {name: "www-data", gid: 33}, {name: "extra", gid: 50000, members: []string{"default-user"}}},
 		},
-		cgroupDriver: "cgroupfs",
 	}
 }
 
@@ -301,6 +300,42 @@ func TestContainerSpec(t *testing.T) {
 					t.Errorf("the device rules lost deny-all: %+v", r.Devices)
 				}
 			}},
+		{desc: "AppArmor profile applied",
+			configChange: func(in *specInput) { in.apparmor = "cri-shim-default" },
+			specCheck: func(t *testing.T, s *specs.Spec) {
+				if s.Process.ApparmorProfile != "cri-shim-default" {
+					t.Errorf("apparmorProfile = %q", s.Process.ApparmorProfile)
+				}
+			}},
+		{desc: "AppArmor profile applied to a privileged container (an explicit Localhost profile)",
+			configChange: func(in *specInput) {
+				in.apparmor = "my-profile"
+				in.sb.Config.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{Privileged: true}}
+				sc(in).Privileged = true
+			},
+			specCheck: func(t *testing.T, s *specs.Spec) {
+				if s.Process.ApparmorProfile != "my-profile" {
+					t.Errorf("apparmorProfile = %q", s.Process.ApparmorProfile)
+				}
+			}},
+		{desc: "no AppArmor profile: none in the spec",
+			specCheck: func(t *testing.T, s *specs.Spec) {
+				if s.Process.ApparmorProfile != "" {
+					t.Errorf("apparmorProfile = %q", s.Process.ApparmorProfile)
+				}
+			}},
+		{desc: "systemd driver: a scope in the pod's slice",
+			configChange: func(in *specInput) {
+				in.sb.CgroupDriver, in.sb.Cgroup = "systemd", "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice"
+			},
+			specCheck: func(t *testing.T, s *specs.Spec) {
+				if want := "kubepods-burstable-pod1.slice:cri-shim:c1"; s.Linux.CgroupsPath != want {
+					t.Errorf("cgroupsPath = %q, want %q", s.Linux.CgroupsPath, want)
+				}
+			}},
+		{desc: "systemd driver: a cgroupfs parent is refused",
+			configChange: func(in *specInput) { in.sb.CgroupDriver = "systemd" },
+			wantErr:      "not a systemd slice name"},
 		{desc: "tty sets TERM",
 			configChange: func(in *specInput) { in.cfg.Tty = true },
 			specCheck: func(t *testing.T, s *specs.Spec) {

@@ -79,7 +79,11 @@ func (m *Manager) ContainerStats(id string) (*ContainerStats, error) {
 	sb, _ := m.sandboxes.get(c.SandboxID)
 	out := &ContainerStats{}
 	if sb != nil && c.State == ContainerRunning {
-		cg, err := runtime.ReadCgroupStats(cgroupsPath(m.cfg.CgroupDriver, sb.Cgroup, id))
+		path, err := sb.cgroup(id).Path()
+		var cg *runtime.CgroupStats
+		if err == nil {
+			cg, err = runtime.ReadCgroupStats(path)
+		}
 		if err == nil {
 			out.Cgroup = cg
 			out.NanoCores = m.rates.rate(id, cg)
@@ -104,9 +108,14 @@ func (m *Manager) PodStats(id string) (*PodStats, error) {
 	if sb.State != SandboxReady {
 		return out, nil
 	}
-	path := sb.Cgroup
-	if path == "" {
-		path = cgroupsPath(m.cfg.CgroupDriver, "", id)
+	// The pod's own cgroup when kubelet gave one, else the pause's (the
+	// pod of a crictl user shares the default parent with others).
+	path, err := sb.cgroup(id).ParentPath()
+	if sb.Cgroup == "" {
+		path, err = sb.cgroup(id).Path()
+	}
+	if err != nil {
+		return out, nil
 	}
 	if cg, err := runtime.ReadCgroupStats(path); err == nil {
 		out.Cgroup = cg

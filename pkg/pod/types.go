@@ -46,7 +46,11 @@ type Sandbox struct {
 	PauseStartTime uint64 `json:"pauseStartTime,omitempty"`
 	ShmPath        string `json:"shmPath,omitempty"` // the pod's /dev/shm tmpfs on the host
 	Cgroup         string `json:"cgroupParent,omitempty"`
-	Unknown        string `json:"-"` // set when the record could not be read: why
+	// CgroupDriver is the driver the pod's cgroups were made with (empty:
+	// cgroupfs, records from before it was recorded): a pod keeps its
+	// driver for life, even if cri-shim restarts with another.
+	CgroupDriver string `json:"cgroupDriver,omitempty"`
+	Unknown      string `json:"-"` // set when the record could not be read: why
 }
 
 // Container states:

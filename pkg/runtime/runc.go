@@ -26,6 +26,19 @@ type Runc struct {
 	// Root is the runtime's state directory (--root); it lives under
 	// cri-shim's --state so a reboot clears it.
 	Root string
+	// SystemdCgroup makes the runtime create cgroups as systemd scopes
+	// (--systemd-cgroup, runc's and crun's flag): the systemd driver.
+	SystemdCgroup bool
+}
+
+// GlobalArgs are the flags every runtime command takes before its
+// subcommand.
+func (r *Runc) GlobalArgs() []string {
+	args := []string{"--root", r.Root}
+	if r.SystemdCgroup {
+		args = append(args, "--systemd-cgroup")
+	}
+	return args
 }
 
 // ExitError is a runtime command that failed; Stderr holds its last words.
@@ -49,7 +62,7 @@ func (r *Runc) binary() string {
 // Command returns the runtime command with the global flags set; the caller
 // wires stdio and runs it (the monitor does that for create).
 func (r *Runc) Command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, r.binary(), append([]string{"--root", r.Root}, args...)...)
+	cmd := exec.CommandContext(ctx, r.binary(), append(r.GlobalArgs(), args...)...)
 	// A runtime killed by a cancelled context must not take a half-made
 	// container with it silently: runc cleans up on SIGTERM/SIGKILL only
 	// partly, so callers still run Delete on failure.
@@ -73,7 +86,11 @@ func (r *Runc) run(ctx context.Context, id string, stdin io.Reader, args ...stri
 // test with errdefs: a container the runtime does not know is NotFound,
 // decided by its state directory, not by parsing messages.
 func (r *Runc) classify(id string, cmd *exec.Cmd, err error, stderr string) error {
-	ee := &ExitError{Args: cmd.Args[3:], Code: -1, Stderr: lastLine(stderr)}
+	args := cmd.Args
+	if n := 1 + len(r.GlobalArgs()); len(args) >= n {
+		args = args[n:] // the subcommand and its arguments
+	}
+	ee := &ExitError{Args: args, Code: -1, Stderr: lastLine(stderr)}
 	var exitErr *exec.ExitError
 	if errors.As(err, &exitErr) {
 		ee.Code = exitErr.ExitCode()

@@ -8,6 +8,7 @@ import (
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
+	stats2 "github.com/containerd/cgroups/v3/cgroup2/stats"
 )
 
 // CgroupStats is what kubelet needs from a cgroup.
@@ -25,6 +26,34 @@ type CgroupStats struct {
 	MajorPageFaults  uint64
 	SwapUsage        uint64
 	Pids             uint64
+	// Pressure stall information (cgroup v2 with PSI in the kernel; nil
+	// otherwise) of the cgroup's CPU, memory and IO.
+	CPUPressure, MemoryPressure, IOPressure *Pressure
+	// IO totals over all devices (cgroup v2 io.stat).
+	IOReadBytes, IOWriteBytes, IOReads, IOWrites uint64
+}
+
+// Pressure is one resource's PSI: the share of time some (or all, Full)
+// tasks of the cgroup stalled on it.
+type Pressure struct {
+	Some, Full PressureData
+}
+
+// PressureData is one PSI line. Total is in nanoseconds (the kernel counts
+// microseconds); the averages are percentages.
+type PressureData struct {
+	Total                uint64
+	Avg10, Avg60, Avg300 float64
+}
+
+func pressure(p *stats2.PSIStats) *Pressure {
+	if p == nil || (p.GetSome() == nil && p.GetFull() == nil) {
+		return nil
+	}
+	data := func(d *stats2.PSIData) PressureData {
+		return PressureData{Total: d.GetTotal() * 1000, Avg10: d.GetAvg10(), Avg60: d.GetAvg60(), Avg300: d.GetAvg300()}
+	}
+	return &Pressure{Some: data(p.GetSome()), Full: data(p.GetFull())}
 }
 
 // ErrNoCgroup is returned for a cgroup that does not exist (anymore).
@@ -46,6 +75,7 @@ func ReadCgroupStats(path string) (*CgroupStats, error) {
 		s := &CgroupStats{Time: now}
 		if st.CPU != nil {
 			s.CPUUsage = st.CPU.UsageUsec * 1000
+			s.CPUPressure = pressure(st.CPU.PSI)
 		}
 		if mem := st.Memory; mem != nil {
 			s.MemoryUsage, s.MemoryRSS, s.PageFaults, s.MajorPageFaults = mem.Usage, mem.Anon, mem.Pgfault, mem.Pgmajfault
@@ -54,9 +84,19 @@ func ReadCgroupStats(path string) (*CgroupStats, error) {
 				s.MemoryLimit = mem.UsageLimit
 			}
 			s.SwapUsage = mem.SwapUsage
+			s.MemoryPressure = pressure(mem.PSI)
 		}
 		if st.Pids != nil {
 			s.Pids = st.Pids.Current
+		}
+		if io := st.Io; io != nil {
+			s.IOPressure = pressure(io.PSI)
+			for _, e := range io.Usage {
+				s.IOReadBytes += e.Rbytes
+				s.IOWriteBytes += e.Wbytes
+				s.IOReads += e.Rios
+				s.IOWrites += e.Wios
+			}
 		}
 		return s, nil
 	}

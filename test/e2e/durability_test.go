@@ -372,6 +372,75 @@ func TestCorruptRecord(t *testing.T) {
 	}
 }
 
+// TestRecoveryDoesNotBlockServing: start-up recovery must not keep the
+// socket closed. A corrupt sandbox record makes recovery release that
+// pod's network (CNI DEL); the CNI plugin now hangs. cri-shim still serves
+// at once, the other pod is Ready, and once the plugin is fixed the corrupt
+// pod is removed without leaks (DESIGN.md "everything else is served").
+func TestRecoveryDoesNotBlockServing(t *testing.T) {
+	r := ownRuntime(t, "hang")
+	cfg := r.podConfig("stuck")
+	podID := r.runPod(t, cfg)
+	goodID := r.runPod(t, r.podConfig("good"))
+	r.kill9()
+	if err := os.WriteFile(filepath.Join(r.dir, "root", "sandboxes", podID, "sandbox.json"), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A plugin that answers nothing for 25 s, in place of cni-bridge.
+	const hangSeconds = 25
+	confPath := filepath.Join(r.dir, "net.d", "10-pods.conflist")
+	goodConf, err := os.ReadFile(confPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(r.dir, "cni-bin"), 0o755)
+	hang := fmt.Sprintf("#!/bin/sh\nsleep %d\necho '{\"cniVersion\":\"1.1.0\",\"code\":11,\"msg\":\"test plugin hung\"}'\nexit 1\n", hangSeconds)
+	if err := os.WriteFile(filepath.Join(r.dir, "cni-bin", "hang"), []byte(hang), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// cri-shim reloads its CNI config when the directory changes: replace
+	// the file by a rename, as a config manager does.
+	writeConf := func(data []byte) {
+		t.Helper()
+		tmp := filepath.Join(r.dir, "conflist.tmp")
+		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, confPath); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeConf([]byte(strings.Replace(string(goodConf), `"type":"cni-bridge"`, `"type":"hang"`, 1)))
+
+	start := time.Now()
+	r.restart(t) // returns once Version answers
+	serving := time.Since(start)
+	t.Logf("start to serving with 1 corrupt record and a hanging CNI plugin: %v", serving.Round(time.Millisecond))
+	if serving > hangSeconds*time.Second/2 {
+		t.Errorf("cri-shim took %v to serve: recovery waited for the hanging plugin", serving)
+	}
+	ctx := r.ctx(t)
+	gs, err := r.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: goodID})
+	if err != nil || gs.GetStatus().GetState() != runtimeapi.PodSandboxState_SANDBOX_READY {
+		t.Errorf("the good sandbox: %v %v", gs.GetStatus().GetState(), err)
+	}
+	ps, err := r.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: podID})
+	if err != nil || ps.GetStatus().GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+		t.Errorf("corrupt sandbox: %v %v", ps.GetStatus().GetState(), err)
+	}
+	// The plugin is fixed; kubelet removes the pod (waiting for the
+	// background DEL that holds the pod, then doing its own).
+	writeConf(goodConf)
+	for _, id := range []string{podID, goodID} {
+		if _, err := r.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+			t.Errorf("RemovePodSandbox %s: %v", id, err)
+		}
+	}
+	if leaks := r.leakcheck(t); len(leaks) > 0 {
+		t.Errorf("leaks: %v", leaks)
+	}
+}
+
 // TestMonitorDeath: the node's monitor dies (kill -9). Containers do not
 // die with it (their stdout is a FIFO they also hold open for reading, so
 // no SIGPIPE), cri-shim starts a new monitor, and the logs resume with

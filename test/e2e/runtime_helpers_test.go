@@ -124,7 +124,7 @@ func (r *testRuntime) startCRIShim() error {
 	}
 	args = append(args, filepath.Join(binDir, "cri-shim"), "--listen", r.sock, "--root", filepath.Join(r.dir, "root"),
 		"--state", filepath.Join(r.dir, "state"), "--cni-conf-dir", filepath.Join(r.dir, "net.d"),
-		"--cni-bin-dir", binDir, "--registry-config-dir", filepath.Join(r.dir, "certs.d"), "-v=2")
+		"--cni-bin-dir", binDir+":"+filepath.Join(r.dir, "cni-bin"), "--registry-config-dir", filepath.Join(r.dir, "certs.d"), "-v=2")
 	r.cmd = exec.Command("nsenter", args...)
 	r.cmd.Env = append(os.Environ(), r.env...)
 	logf, _ := os.OpenFile(filepath.Join(r.dir, "cri-shim.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -136,7 +136,9 @@ func (r *testRuntime) startCRIShim() error {
 	r.exited = make(chan struct{})
 	go func(done chan struct{}) { cmd.Wait(); close(done) }(r.exited)
 	if r.conn == nil {
-		conn, err := grpc.NewClient("unix://"+r.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient("unix://"+r.sock, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			// kubelet accepts responses up to 16 MiB.
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)))
 		if err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -179,6 +180,109 @@ func TestStopRemoveIdempotent(t *testing.T) {
 	}
 	if _, err := r.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: unknown}); err != nil {
 		t.Errorf("StopPodSandbox of an unknown ID: %v", err)
+	}
+}
+
+// TestOOMKilled: a container past its memory limit is killed by the
+// kernel and reported as kubelet expects: reason OOMKilled, exit code 137.
+func TestOOMKilled(t *testing.T) {
+	r := sharedRuntime(t)
+	pod := r.podConfig("oom")
+	podID := r.runPod(t, pod)
+	// tail keeps the last "line" of /dev/zero, which never ends.
+	cfg := container("hog", busyboxImage, "tail", "/dev/zero")
+	cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 16 << 20}
+	id := r.startContainer(t, podID, pod, cfg)
+	ctx := r.ctx(t)
+	var st *runtimeapi.ContainerStatus
+	waitFor(60*time.Second, func() bool {
+		resp, err := r.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+		st = resp.GetStatus()
+		return err == nil && st.GetState() == runtimeapi.ContainerState_CONTAINER_EXITED
+	})
+	if st.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED || st.GetReason() != "OOMKilled" || st.GetExitCode() != 137 {
+		t.Errorf("memory hog: state %v reason %q exit %d, want EXITED, OOMKilled, 137", st.GetState(), st.GetReason(), st.GetExitCode())
+	}
+	if _, err := r.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatal(err)
+	}
+	if l := r.leaks(id); len(l) > 0 {
+		t.Errorf("left behind: %v", l)
+	}
+}
+
+// TestExecSyncOutputCap: output past kubelet's 16 MiB receive limit is cut
+// so the response fits, and the exit code is kept.
+func TestExecSyncOutputCap(t *testing.T) {
+	r := sharedRuntime(t)
+	pod := r.podConfig("execcap")
+	podID := r.runPod(t, pod)
+	id := r.startContainer(t, podID, pod, container("eb", busyboxImage, "sleep", "3600"))
+	ctx := r.ctx(t)
+	// 20 MiB of output, exit code 7.
+	resp, err := r.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: id, Cmd: []string{"sh", "-c", "dd if=/dev/zero bs=1M count=20 2>/dev/null; exit 7"}, Timeout: 60})
+	if err != nil {
+		t.Fatalf("ExecSync with 20 MiB of output: %v", err)
+	}
+	if n := len(resp.GetStdout()) + len(resp.GetStderr()); n >= 16<<20 || n < 15<<20 || resp.GetExitCode() != 7 {
+		t.Errorf("ExecSync with 20 MiB of output: %d bytes, exit %d (want just under 16 MiB, 7)", n, resp.GetExitCode())
+	}
+	if _, err := r.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCreateContainerRacesStopPod: containers created while their pod is
+// being stopped are either refused (FailedPrecondition) or stopped with
+// the pod; none is left running or created in a pod that is not ready.
+func TestCreateContainerRacesStopPod(t *testing.T) {
+	r := sharedRuntime(t)
+	r.pull(t, busyboxImage)
+	ctx := r.ctx(t)
+	for round := range 4 {
+		pod := r.podConfig(fmt.Sprintf("race%d", round))
+		podID := r.runPod(t, pod)
+		var wg sync.WaitGroup
+		stopAfter := make(chan struct{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 12 {
+				if i == 3 {
+					close(stopAfter)
+				}
+				c := container(fmt.Sprintf("c%d", i), busyboxImage, "sleep", "3600")
+				resp, err := r.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: c, SandboxConfig: pod})
+				if err != nil {
+					if status.Code(err) != codes.FailedPrecondition {
+						t.Errorf("CreateContainer in a stopping pod: %v, want FailedPrecondition", err)
+					}
+					continue
+				}
+				// Start may lose the race too; only what is left matters.
+				r.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: resp.GetContainerId()})
+			}
+		}()
+		<-stopAfter
+		if _, err := r.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+			t.Fatalf("StopPodSandbox: %v", err)
+		}
+		wg.Wait()
+		list, err := r.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{PodSandboxId: podID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range list.GetContainers() {
+			if st := c.GetState(); st == runtimeapi.ContainerState_CONTAINER_RUNNING || st == runtimeapi.ContainerState_CONTAINER_CREATED {
+				t.Errorf("round %d: container %s (%s) is %v in a stopped pod", round, c.GetId(), c.GetMetadata().GetName(), st)
+			}
+		}
+		if _, err := r.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
+			t.Fatalf("RemovePodSandbox: %v", err)
+		}
+		if l := r.leaks(podID); len(l) > 0 {
+			t.Errorf("left behind: %v", l)
+		}
 	}
 }
 

@@ -1,0 +1,86 @@
+package monitor
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestOOMKills(t *testing.T) {
+	for _, tc := range []struct {
+		desc  string
+		files map[string]string
+		want  int
+	}{
+		{"v2, no kill", map[string]string{"memory.events": "low 0\nhigh 0\nmax 3\noom 0\noom_kill 0\noom_group_kill 0\n"}, 0},
+		{"v2, killed", map[string]string{"memory.events": "low 0\nhigh 0\nmax 9\noom 1\noom_kill 2\noom_group_kill 0\n"}, 2},
+		{"v1, killed", map[string]string{"memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n"}, 1},
+		{"v1, no kill", map[string]string{"memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n"}, 0},
+		{"no memory controller", nil, 0},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, data := range tc.files {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := OOMKills(dir); got != tc.want {
+				t.Errorf("OOMKills = %d, want %d", got, tc.want)
+			}
+		})
+	}
+	if got := OOMKills(""); got != 0 {
+		t.Errorf("OOMKills(\"\") = %d", got)
+	}
+}
+
+// TestOOMWatcher: a modification of memory.events that shows a kill marks
+// the container, as the kernel's file notification would. inotify works on
+// a regular file the same way, which is what the test uses.
+func TestOOMWatcher(t *testing.T) {
+	w := newOOMWatcher()
+	if w.fd < 0 {
+		t.Skip("no inotify")
+	}
+	dir := t.TempDir()
+	events := filepath.Join(dir, "memory.events")
+	if err := os.WriteFile(events, []byte("oom 0\noom_kill 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := &container{rec: record{ID: "c1", CgroupDir: dir}}
+	w.watch(c)
+	if c.oomKilled.Load() {
+		t.Fatal("marked before any kill")
+	}
+	// The cgroup then goes away (systemd removes an empty scope): the mark
+	// must have been taken while the file was there.
+	if err := os.WriteFile(events, []byte("oom 1\noom_kill 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !c.oomKilled.Load() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	os.Remove(events)
+	if !c.oomKilled.Load() {
+		t.Error("the OOM kill was not seen")
+	}
+	w.forget(c)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.byWd) != 0 {
+		t.Errorf("watches left: %v", w.byWd)
+	}
+}
+
+func TestRuntimeGlobalArgs(t *testing.T) {
+	if got, want := runtimeGlobalArgs("/r", false), []string{"--root", "/r"}; !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if got, want := runtimeGlobalArgs("/r", true), []string{"--root", "/r", "--systemd-cgroup"}; !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
