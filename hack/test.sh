@@ -5,7 +5,8 @@
 # containers; nothing touches the root network namespace.
 #
 #   hack/test.sh            verify + unit + root integration tests + critest ratchet
-#                           (cri-shim; and containerd 1.6 with cni-bridge as its plugin)
+#                           (cri-shim; containerd 1.6 with cni-bridge as its plugin; cri-shim
+#                           on a systemd + cgroup v2 + AppArmor node in a VM, hack/vm)
 #   hack/test.sh -short     verify + tests that need no root
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,3 +36,9 @@ hack/critest.sh --runtime cri-shim --known-failures hack/critest-known-failures.
 
 echo "== critest: containerd 1.6 with cni-bridge as its CNI plugin (hack/critest-known-failures-containerd.txt)"
 hack/critest.sh --runtime containerd --cni cni-bridge --known-failures hack/critest-known-failures-containerd.txt
+
+echo "== critest in a Debian 13 VM: systemd, cgroup v2, AppArmor (hack/critest-known-failures-vm.txt)"
+hack/vm/run.sh hack/vm/guest/critest.sh --known-failures hack/critest-known-failures-vm.txt
+
+echo "== cri-shim under systemd in the VM: driver, scopes, limits, restarts, OOM, cleanup"
+hack/vm/run.sh hack/vm/guest/systemd-node.sh

@@ -147,17 +147,37 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 		// runc exec forwards signals but cannot forward SIGKILL: kill the
 		// process in the container itself and let runc, its parent, reap
 		// it and exit. Killing runc first would leave the process a zombie
-		// under the container's init, which may never reap it.
-		if data, err := os.ReadFile(pidFile); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
-				killChildOf(pid, cmd.Process.Pid)
+		// under the container's init, which may never reap it. The process
+		// may not exist yet (runc exec takes up to a second on a slow node,
+		// more than a 1 s probe timeout): wait for runc's pid file.
+		runcDone := false
+		giveUp := time.After(10 * time.Second)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+	waitPid:
+		for {
+			if data, err := os.ReadFile(pidFile); err == nil {
+				if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
+					killChildOf(pid, cmd.Process.Pid)
+					break
+				}
+			}
+			select {
+			case <-waitc:
+				runcDone = true
+				break waitPid
+			case <-giveUp:
+				break waitPid
+			case <-tick.C:
 			}
 		}
-		select {
-		case <-waitc:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Signal(unix.SIGKILL)
-			<-waitc
+		if !runcDone {
+			select {
+			case <-waitc:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Signal(unix.SIGKILL)
+				<-waitc
+			}
 		}
 		return 0, fmt.Errorf("exec in %s: %w", id, ctx.Err())
 	}

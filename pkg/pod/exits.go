@@ -136,7 +136,10 @@ func (m *Manager) handleExit(ctx context.Context, e monitor.Exit) {
 			if e.ExitCode != 0 {
 				reason = "Error"
 			}
-			if m.oomKilled(c) {
+			// The monitor follows memory.events while the container runs
+			// (a systemd scope's cgroup is gone by now); a cgroup that
+			// outlives its processes is read here too.
+			if e.OOMKilled || m.oomKilled(c) {
 				reason = "OOMKilled"
 			}
 		}

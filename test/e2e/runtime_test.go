@@ -211,14 +211,23 @@ func TestOOMKilled(t *testing.T) {
 	}
 }
 
-// TestExecSyncOutputCap: output past kubelet's 16 MiB receive limit is cut
-// so the response fits, and the exit code is kept.
+// TestExecSyncOutputCap: a timed-out command is killed; output past
+// kubelet's 16 MiB receive limit is cut so the response fits, and the exit
+// code is kept.
 func TestExecSyncOutputCap(t *testing.T) {
 	r := sharedRuntime(t)
 	pod := r.podConfig("execcap")
 	podID := r.runPod(t, pod)
 	id := r.startContainer(t, podID, pod, container("eb", busyboxImage, "sleep", "3600"))
 	ctx := r.ctx(t)
+	// A timed-out command is killed, not left running (critest "execSync
+	// with timeout").
+	if _, err := r.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: id, Cmd: []string{"sleep", "4321"}, Timeout: 1}); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("ExecSync past its timeout: %v, want DeadlineExceeded", err)
+	}
+	if out, _ := r.execSync(t, id, "pgrep", "-f", "sleep 4321"); strings.TrimSpace(out) != "" {
+		t.Errorf("the timed-out command still runs: pid %s", out)
+	}
 	// 20 MiB of output, exit code 7.
 	resp, err := r.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: id, Cmd: []string{"sh", "-c", "dd if=/dev/zero bs=1M count=20 2>/dev/null; exit 7"}, Timeout: 60})
 	if err != nil {

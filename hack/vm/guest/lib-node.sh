@@ -1,0 +1,76 @@
+# shellcheck shell=bash
+# lib-node.sh: the node setup the guest scripts share (sourced; needs SRC,
+# OUT, TOOLS, REGISTRY_ADDR, MIRRORED_HOSTS, CONFIG, log and die): the test
+# registry in the VM, hosts.toml mirrors to it, the cni-bridge conflist and
+# the loopback plugin, then a restart of cri-shim to pick them up, as a user
+# configures a node. Sets SOCK; stop_registry ends the registry.
+
+# config_value KEY DEFAULT: a string value of cri-shim's config file.
+config_value() {
+	local v
+	v=$(sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*\"\([^\"]*\)\".*/\1/p" "$CONFIG" 2>/dev/null | tail -1)
+	echo "${v:-$2}"
+}
+
+REGISTRY_PID=""
+stop_registry() {
+	[[ -n $REGISTRY_PID ]] && kill "$REGISTRY_PID" 2>/dev/null && wait "$REGISTRY_PID" 2>/dev/null
+	return 0
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...
+wait_for() {
+	local secs=$1 what=$2 i
+	shift 2
+	for ((i = 0; i < secs * 5; i++)); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	die "$what not ready after ${secs}s"
+}
+
+node_setup() {
+	SOCK=$(config_value listen /run/cri-shim/cri-shim.sock)
+	CERTS_DIR=$(config_value registry_config_dir /etc/cri-shim/certs.d)
+	CNI_CONF_DIR=$(config_value cni_conf_dir /etc/cni/net.d)
+	CNI_BIN_DIR=$(config_value cni_bin_dir /opt/cni/bin)
+	CNI_BIN_DIR=${CNI_BIN_DIR%%:*}
+
+	log "starting the test registry on $REGISTRY_ADDR (images from this VM's busybox; log: $OUT/registry.log)"
+	rm -f /run/testimages.ready
+	"$TOOLS/bin/testimages" serve --addr "$REGISTRY_ADDR" --ready-file /run/testimages.ready \
+		--cache-dir "$TOOLS/testimages-cache" --go "$TOOLS/testimages-go" --busybox /bin/busybox \
+		>"$OUT/registry.log" 2>&1 &
+	REGISTRY_PID=$!
+	for ((i = 0; i < 1500; i++)); do
+		[[ -s /run/testimages.ready ]] && break
+		kill -0 "$REGISTRY_PID" 2>/dev/null || { cat "$OUT/registry.log" >&2; die "the test registry exited"; }
+		sleep 0.2
+	done
+	[[ -s /run/testimages.ready ]] || die "the test registry is not ready after 300s"
+
+	log "mirrors in $CERTS_DIR, the cni-bridge conflist in $CNI_CONF_DIR, loopback in $CNI_BIN_DIR"
+	for host in "${MIRRORED_HOSTS[@]}"; do
+		mkdir -p "$CERTS_DIR/$host"
+		# As hack/critest.sh writes them for cri-shim: the upstream server, with
+		# the local registry as its mirror.
+		printf 'server = "https://%s"\n\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' \
+			"$host" "$REGISTRY_ADDR" >"$CERTS_DIR/$host/hosts.toml"
+	done
+	mkdir -p "$CNI_CONF_DIR" "$CNI_BIN_DIR"
+	# dataDir becomes /var/lib/cni-bridge, the plugin's default.
+	sed -e 's|@TMP@|/var/lib|g' "$SRC/hack/critest/cri-shim-cni.conflist" >"$CNI_CONF_DIR/10-pods.conflist"
+	cp "$CNI_CONF_DIR/10-pods.conflist" "$OUT/10-pods.conflist"
+	# The reference plugins (containernetworking-plugins) as a node has them.
+	[[ -e $CNI_BIN_DIR/loopback ]] || ln -s /usr/lib/cni/loopback "$CNI_BIN_DIR/loopback"
+
+	log "restarting cri-shim to pick up the registry and CNI configuration"
+	systemctl restart cri-shim
+	wait_for 120 "cri-shim" crictl --runtime-endpoint "unix://$SOCK" --timeout 5s version
+	crictl --runtime-endpoint "unix://$SOCK" version | sed 's/^/  /' >&2
+	cat >/etc/crictl.yaml <<-EOF
+	runtime-endpoint: unix://$SOCK
+	image-endpoint: unix://$SOCK
+	timeout: 60
+	EOF
+}

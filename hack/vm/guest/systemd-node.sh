@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# systemd-node.sh: cri-shim on the node users run (systemd as PID 1, cgroup
+# v2, AppArmor), driven with crictl as an operator would, inside the VM:
+#
+#   hack/vm/run.sh hack/vm/guest/systemd-node.sh
+#
+# Checks, each printed as ok/FAIL (exit status 1 when one failed):
+#  - cri-shim chose the systemd cgroup driver itself and says so (crictl
+#    info), AppArmor is on and its default profile is loaded;
+#  - a pod with the kubelet-style parent kubepods-burstable-pod<uid>.slice:
+#    its pause and its container are scopes cri-shim-<id>.scope inside that
+#    slice (/proc/PID/cgroup), memory.max and cpu.max hold the limits, the
+#    container runs under cri-shim-default;
+#  - stats: non-zero CPU and memory, with PSI;
+#  - systemctl restart and systemctl stop/start of cri-shim keep the container
+#    running and its log flowing; the monitor has a scope of its own;
+#  - a container past its memory limit: OOMKilled, exit 137;
+#  - removing the pod leaves no scope, no netns pin, no mount.
+set -euo pipefail
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+OUT=${VM_OUT:-/out}
+TOOLS=${VM_TOOLS:-/tools}
+REGISTRY_ADDR=127.0.0.1:5000
+MIRRORED_HOSTS=(registry.k8s.io k8s.gcr.io gcr.io public.ecr.aws docker.io)
+CONFIG=/etc/cri-shim/config.toml
+IMAGE=registry.k8s.io/e2e-test-images/busybox:1.29-2
+
+log() { printf '[node %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+failed=0
+check() { # check DESCRIPTION COMMAND...
+	local what=$1
+	shift
+	if "$@"; then
+		printf '[node] ok    %s\n' "$what"
+	else
+		printf '[node] FAIL  %s\n' "$what"
+		failed=1
+	fi
+}
+
+# shellcheck source=hack/vm/guest/lib-node.sh
+source "$SRC/hack/vm/guest/lib-node.sh"
+trap stop_registry EXIT
+node_setup
+
+work=$(mktemp -d /var/tmp/node.XXXXXX)
+uid=0c1d2e3f-4a5b-6c7d-8e9f-0a1b2c3d4e5f
+slice=kubepods-burstable-pod${uid//-/_}.slice
+slice_path=/sys/fs/cgroup/kubepods.slice/kubepods-burstable.slice/$slice
+
+info=$(crictl info)
+check "cri-shim picked the systemd cgroup driver" grep -q '"cgroupDriver": "systemd"' <<<"$info"
+check "cri-shim reports AppArmor on" grep -q '"apparmor": "true"' <<<"$info"
+check "the cri-shim-default AppArmor profile is loaded" grep -q '^cri-shim-default (enforce)' /sys/kernel/security/apparmor/profiles
+
+cat >"$work/pod.json" <<JSON
+{"metadata": {"name": "node-test", "namespace": "default", "uid": "$uid"},
+ "log_directory": "$work/logs",
+ "linux": {"cgroup_parent": "/kubepods.slice/kubepods-burstable.slice/$slice"}}
+JSON
+cat >"$work/ctr.json" <<JSON
+{"metadata": {"name": "counter"}, "image": {"image": "$IMAGE"},
+ "command": ["sh", "-c", "i=0; while true; do i=\$((i+1)); echo line \$i; sleep 0.2; done"],
+ "log_path": "counter.log",
+ "linux": {"resources": {"memory_limit_in_bytes": 67108864, "cpu_quota": 50000, "cpu_period": 100000}}}
+JSON
+cat >"$work/oom.json" <<JSON
+{"metadata": {"name": "hog"}, "image": {"image": "$IMAGE"}, "command": ["tail", "/dev/zero"],
+ "log_path": "hog.log", "linux": {"resources": {"memory_limit_in_bytes": 16777216}}}
+JSON
+crictl pull "$IMAGE" >/dev/null
+pod=$(crictl runp "$work/pod.json")
+ctr=$(crictl create "$pod" "$work/ctr.json" "$work/pod.json")
+crictl start "$ctr" >/dev/null
+pid=$(crictl inspect -o go-template --template '{{.info.pid}}' "$ctr")
+pause_pid=$(head -1 "$slice_path/cri-shim-$pod.scope/cgroup.procs" 2>/dev/null || true)
+log "pod $pod, container $ctr (pid $pid)"
+
+cg=$(cut -d: -f3 "/proc/$pid/cgroup")
+check "the container is a scope in its pod's slice ($cg)" test "$cg" = "/kubepods.slice/kubepods-burstable.slice/$slice/cri-shim-$ctr.scope"
+check "the pause is a scope in the pod's slice" test -d "$slice_path/cri-shim-$pod.scope"
+check "memory.max = 64 MiB ($(cat "$slice_path/cri-shim-$ctr.scope/memory.max"))" \
+	test "$(cat "$slice_path/cri-shim-$ctr.scope/memory.max")" = 67108864
+check "cpu.max = 50000 100000 ($(cat "$slice_path/cri-shim-$ctr.scope/cpu.max"))" \
+	test "$(cat "$slice_path/cri-shim-$ctr.scope/cpu.max")" = "50000 100000"
+check "the container runs under cri-shim-default ($(cat "/proc/$pid/attr/current"))" \
+	grep -q '^cri-shim-default (enforce)' "/proc/$pid/attr/current"
+check "the container has a private cgroup namespace" test "$(readlink "/proc/$pid/ns/cgroup")" != "$(readlink /proc/self/ns/cgroup)"
+
+sleep 2
+# The JSON on one line (no jq in the guest): "key":{"value":"N"}.
+stats=$(crictl stats -o json "$ctr" | tr -d ' \n')
+value() { grep -o "\"$1\":{\"value\":\"[0-9]*\"" <<<"$2" | grep -o '[0-9]\+' | tail -1 || true; }
+cpu=$(value usageCoreNanoSeconds "$stats")
+mem=$(value workingSetBytes "$stats")
+check "container stats: CPU ${cpu:-none} ns, working set ${mem:-none} bytes" test "${cpu:-0}" -gt 0 -a "${mem:-0}" -gt 0
+check "container stats carry PSI" grep -q '"psi"' <<<"$stats"
+podstats=$(crictl statsp -o json "$pod" 2>/dev/null | tr -d ' \n' || true)
+check "pod stats have CPU and memory" grep -q '"usageCoreNanoSeconds"' <<<"$podstats"
+
+monitor=$(pgrep -f '^/usr/local/bin/cri-shim-monitor' | head -1 || true)
+check "the monitor (pid ${monitor:-none}) has a scope of its own ($(cut -d: -f3 "/proc/${monitor:-0}/cgroup" 2>/dev/null))" \
+	grep -q '/system.slice/cri-shim-monitor-[0-9]*\.scope$' "/proc/${monitor:-0}/cgroup"
+
+lines() {
+	local n
+	n=$(grep -c 'line ' "$work/logs/counter.log" 2>/dev/null) || true
+	echo "${n:-0}"
+}
+for action in restart stop; do
+	before=$(lines)
+	systemctl "$action" cri-shim
+	sleep 2
+	check "after systemctl $action cri-shim the container still runs" kill -0 "$pid"
+	check "after systemctl $action cri-shim its log still grows ($before -> $(lines) lines)" test "$(lines)" -gt "$before"
+	[[ $action == stop ]] && systemctl start cri-shim
+	wait_for 60 cri-shim crictl --timeout 5s version
+done
+check "crictl still sees the container running" test "$(crictl inspect -o go-template --template '{{.status.state}}' "$ctr")" = CONTAINER_RUNNING
+
+hog=$(crictl create "$pod" "$work/oom.json" "$work/pod.json")
+crictl start "$hog" >/dev/null
+for ((i = 0; i < 60; i++)); do
+	[[ $(crictl inspect -o go-template --template '{{.status.state}}' "$hog") == CONTAINER_EXITED ]] && break
+	sleep 1
+done
+reason=$(crictl inspect -o go-template --template '{{.status.reason}} {{.status.exitCode}}' "$hog")
+check "a container past its memory limit: $reason" test "$reason" = "OOMKilled 137"
+
+crictl stopp "$pod" >/dev/null
+crictl rmp "$pod" >/dev/null
+sleep 1
+check "no scope of the pod is left" bash -c "! ls -d $slice_path/cri-shim-*.scope 2>/dev/null"
+check "no netns pin of the pod is left" test ! -e "/run/cri-shim/netns/$pod"
+check "no mount of the pod is left" bash -c "! grep -q '$pod' /proc/self/mountinfo"
+check "the pause process (pid ${pause_pid:-unknown}) is gone" bash -c "[[ -n '$pause_pid' ]] && ! kill -0 '$pause_pid' 2>/dev/null"
+rm -rf "$work"
+
+if [[ $failed == 0 ]]; then
+	echo "[node] all checks passed"
+else
+	echo "[node] some checks FAILED"
+fi
+exit "$failed"
