@@ -28,7 +28,8 @@ if [[ ! -e /usr/sbin/policy-rc.d ]]; then
 	chmod +x /usr/sbin/policy-rc.d
 	created_policy=1
 fi
-cleanup() { [[ -n "$created_policy" ]] && rm -f /usr/sbin/policy-rc.d; }
+# The trap must succeed: its status becomes the script's.
+cleanup() { if [[ -n "$created_policy" ]]; then rm -f /usr/sbin/policy-rc.d; fi; }
 trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive

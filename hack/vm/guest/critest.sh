@@ -32,9 +32,6 @@ set -euo pipefail
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 OUT=${VM_OUT:-/out}
 TOOLS=${VM_TOOLS:-/tools}
-REGISTRY_ADDR=127.0.0.1:5000
-MIRRORED_HOSTS=(registry.k8s.io k8s.gcr.io gcr.io public.ecr.aws docker.io)
-CONFIG=/etc/cri-shim/config.toml
 
 log() { printf '[critest.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -1,9 +1,13 @@
 # shellcheck shell=bash
 # lib-node.sh: the node setup the guest scripts share (sourced; needs SRC,
-# OUT, TOOLS, REGISTRY_ADDR, MIRRORED_HOSTS, CONFIG, log and die): the test
+# OUT, TOOLS, log and die): the test
 # registry in the VM, hosts.toml mirrors to it, the cni-bridge conflist and
 # the loopback plugin, then a restart of cri-shim to pick them up, as a user
 # configures a node. Sets SOCK; stop_registry ends the registry.
+
+REGISTRY_ADDR=127.0.0.1:5000
+MIRRORED_HOSTS=(registry.k8s.io k8s.gcr.io gcr.io public.ecr.aws docker.io)
+CONFIG=/etc/cri-shim/config.toml
 
 # config_value KEY DEFAULT: a string value of cri-shim's config file.
 config_value() {
