@@ -23,7 +23,8 @@
 #    -cpu max -smp 2 -m 4G; VM_CPUS, VM_MEMORY), no network device at all
 #    (-nic none, -nodefaults).
 #  - Shares (9p) in the guest: /src = this checkout, read-only; /tools =
-#    critest, crictl, ginkgo, testimages, critest-report in /tools/bin, the
+#    critest, crictl, ginkgo, testimages, critest-report (and kubelet, kubectl
+#    when hack/kube/build.sh has them cached) in /tools/bin, the
 #    testimages cache in /tools/testimages-cache and /tools/testimages-go (a
 #    stand-in for `go env GOVERSION`, the guest has no Go), read-only; /out =
 #    a fresh host directory for results (printed at start; VM_OUT names it,
@@ -138,6 +139,14 @@ prepare_tools() {
 		exit 1
 	EOF
 	chmod 0755 "$dir/testimages-go"
+	# kubelet and kubectl when hack/kube/build.sh has them cached (never
+	# built here: ~15 min on 2 cores). A hard link where the filesystem
+	# allows, else a copy.
+	local kube=${KUBE_CACHE_DIR:-/var/cache/cri-shim-dev/kube-${KUBE_VERSION:-v1.37.2}} b
+	for b in kubelet kubectl; do
+		[[ -x $kube/$b ]] || continue
+		cp -l "$kube/$b" "$dir/bin/$b" 2>/dev/null || cp "$kube/$b" "$dir/bin/$b"
+	done
 }
 
 main() {

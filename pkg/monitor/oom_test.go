@@ -84,3 +84,37 @@ func TestRuntimeGlobalArgs(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+func TestParseOOMKill(t *testing.T) {
+	for _, tc := range []struct {
+		record, want string
+		ok           bool
+	}{
+		{"6,1404,75999222,-;oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=cri-shim-e3.scope,mems_allowed=0,oom_memcg=/test.slice/cri-shim-e3.scope,task_memcg=/test.slice/cri-shim-e3.scope,task=dd,pid=1364,uid=0\n",
+			"/test.slice/cri-shim-e3.scope", true},
+		{"6,88,123,-;oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/kubepods/pod1,task_memcg=/kubepods/pod1/c1,task=tail,pid=7,uid=0\n SUBSYSTEM=memory\n",
+			"/kubepods/pod1/c1", true},
+		{"3,1405,76000105,-;Memory cgroup out of memory: Killed process 1364 (dd) total-vm:23756kB\n", "", false},
+		{"6,1,2,-;oom-kill:constraint=CONSTRAINT_NONE,task=x,pid=1\n", "", false},
+		{"no separator", "", false},
+	} {
+		got, ok := parseOOMKill([]byte(tc.record))
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("parseOOMKill(%q) = %q, %v, want %q, %v", tc.record, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestKernelCgroupPath(t *testing.T) {
+	for dir, want := range map[string]string{
+		"/sys/fs/cgroup/test.slice/cri-shim-1.scope": "/test.slice/cri-shim-1.scope",
+		"/sys/fs/cgroup/memory/kubepods/pod1/c1":     "/kubepods/pod1/c1",
+		"/sys/fs/cgroup/memory.slice/x":              "/memory.slice/x",
+		"/elsewhere/c1":                              "",
+		"/sys/fs/cgroupfoo/x":                        "",
+	} {
+		if got := kernelCgroupPath(dir); got != want {
+			t.Errorf("kernelCgroupPath(%q) = %q, want %q", dir, got, want)
+		}
+	}
+}

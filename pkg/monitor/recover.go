@@ -84,5 +84,5 @@ func (s *Server) watchPidfd(c *container) {
 		})
 	}
 	s.writeExit(c, Exit{ID: c.rec.ID, Pid: c.rec.Pid, ExitCode: 255, FinishedAt: time.Now(), Reason: "Unknown",
-		OOMKilled: c.oomKilled.Load() || OOMKills(c.rec.CgroupDir) > 0})
+		OOMKilled: s.oomKilled(c)})
 }

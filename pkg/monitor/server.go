@@ -56,6 +56,7 @@ type Server struct {
 	dir        string
 	reaper     *reaper
 	oom        *oomWatcher
+	kmsg       *kmsgOOM
 	mu         sync.Mutex
 	containers map[string]*container
 	byPid      map[int]*container
@@ -79,6 +80,7 @@ func Serve(dir string) error {
 	}
 	s := &Server{dir: dir, containers: map[string]*container{}, byPid: map[int]*container{}, subs: map[chan Exit]bool{}}
 	s.oom = newOOMWatcher()
+	s.kmsg = newKmsgOOM("/dev/kmsg")
 	s.reaper = newReaper(s.onExit)
 	s.reaper.start()
 	s.recover()
@@ -438,10 +440,21 @@ func (s *Server) onExit(pid int, ws unix.WaitStatus) bool {
 
 func (s *Server) recordExit(c *container, ws unix.WaitStatus, reason string) {
 	code, sig := exitCode(ws)
-	// The watcher saw kills while the cgroup existed; a cgroup that
-	// survives its processes (cgroupfs, v1) is read now.
-	oom := c.oomKilled.Load() || OOMKills(c.rec.CgroupDir) > 0
+	oom := s.oomKilled(c)
 	s.writeExit(c, Exit{ID: c.rec.ID, Pid: c.rec.Pid, ExitCode: code, Signal: sig, FinishedAt: time.Now(), Reason: reason, OOMKilled: oom})
+}
+
+// oomKilled reports whether the OOM killer took a process of c's cgroup,
+// from three witnesses: the memory.events watch (while the cgroup existed),
+// the cgroup itself (where it outlives its processes: cgroupfs), and the
+// kernel log (exact, also once a systemd scope is gone).
+func (s *Server) oomKilled(c *container) bool {
+	dir := c.rec.CgroupDir
+	if dir == "" {
+		return false
+	}
+	fromLog := s.kmsg != nil && s.kmsg.killedIn(kernelCgroupPath(dir))
+	return fromLog || c.oomKilled.Load() || OOMKills(dir) > 0
 }
 
 func (s *Server) writeExit(c *container, e Exit) {
