@@ -30,17 +30,9 @@ MANIFESTS=/etc/kubernetes/manifests
 
 log() { printf '[kubelet %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-failed=0
-check() { # check DESCRIPTION COMMAND...
-	local what=$1
-	shift
-	if "$@"; then
-		printf '[kubelet] ok    %s\n' "$what"
-	else
-		printf '[kubelet] FAIL  %s\n' "$what"
-		failed=1
-	fi
-}
+CHECK_NAME=kubelet
+# shellcheck source=hack/vm/guest/lib-check.sh
+source "$SRC/hack/vm/guest/lib-check.sh"
 
 [[ -x /usr/local/sbin/cri-shim-vm-run ]] ||
 	{ echo "kubelet.sh: run this inside the VM: hack/vm/run.sh hack/vm/guest/kubelet.sh" >&2; exit 2; }
@@ -184,9 +176,4 @@ check "no mount of a pod is left" bash -c \
 systemctl stop kubelet
 journalctl -u kubelet --no-pager >"$OUT/kubelet.journal" 2>&1 || true
 
-if [[ $failed == 0 ]]; then
-	echo "[kubelet] all checks passed"
-else
-	echo "[kubelet] some checks FAILED"
-fi
-exit "$failed"
+checks_done

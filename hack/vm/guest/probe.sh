@@ -11,17 +11,10 @@
 set -euo pipefail
 
 SOCK=unix:///run/cri-shim/cri-shim.sock
-failed=0
-check() { # check DESCRIPTION COMMAND...
-	local what=$1
-	shift
-	if "$@"; then
-		printf '[probe] ok    %s\n' "$what"
-	else
-		printf '[probe] FAIL  %s\n' "$what"
-		failed=1
-	fi
-}
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+CHECK_NAME=probe
+# shellcheck source=hack/vm/guest/lib-check.sh
+source "$SRC/hack/vm/guest/lib-check.sh"
 
 check "systemd is PID 1 ($(cat /proc/1/comm))" test "$(cat /proc/1/comm)" = systemd
 check "/sys/fs/cgroup is cgroup2fs ($(stat -fc %T /sys/fs/cgroup)), controllers: $(cat /sys/fs/cgroup/cgroup.controllers)" \
@@ -40,9 +33,4 @@ check "crictl info" crictl --runtime-endpoint "$SOCK" --image-endpoint "$SOCK" -
 echo "[probe] cri-shim's cgroup and its processes:"
 systemctl status --no-pager --lines 0 cri-shim || true
 
-if [[ $failed == 0 ]]; then
-	echo "[probe] all checks passed"
-else
-	echo "[probe] some checks FAILED"
-fi
-exit "$failed"
+checks_done

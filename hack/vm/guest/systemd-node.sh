@@ -25,17 +25,9 @@ IMAGE=registry.k8s.io/e2e-test-images/busybox:1.29-2
 
 log() { printf '[node %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-failed=0
-check() { # check DESCRIPTION COMMAND...
-	local what=$1
-	shift
-	if "$@"; then
-		printf '[node] ok    %s\n' "$what"
-	else
-		printf '[node] FAIL  %s\n' "$what"
-		failed=1
-	fi
-}
+CHECK_NAME=node
+# shellcheck source=hack/vm/guest/lib-check.sh
+source "$SRC/hack/vm/guest/lib-check.sh"
 
 # shellcheck source=hack/vm/guest/lib-node.sh
 source "$SRC/hack/vm/guest/lib-node.sh"
@@ -135,9 +127,4 @@ check "no mount of the pod is left" bash -c "! grep -q '$pod' /proc/self/mountin
 check "the pause process (pid ${pause_pid:-unknown}) is gone" bash -c "[[ -n '$pause_pid' ]] && ! kill -0 '$pause_pid' 2>/dev/null"
 rm -rf "$work"
 
-if [[ $failed == 0 ]]; then
-	echo "[node] all checks passed"
-else
-	echo "[node] some checks FAILED"
-fi
-exit "$failed"
+checks_done
