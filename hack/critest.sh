@@ -4,7 +4,7 @@
 #
 #   hack/critest.sh [--runtime cri-shim|containerd] [--cni cni-bridge|reference]
 #                   [--benchmark] [--exec CMD] [--known-failures FILE]
-#                   [--verbose] [--keep] [--artifacts DIR] [-- extra critest args]
+#                   [--known-skips FILE] [--verbose] [--keep] [--artifacts DIR] [-- extra critest args]
 #
 # Everything runs inside a network namespace made for this run (crit-$$, lo
 # up) with private mount, IPC and UTS namespaces: the test registry
@@ -31,7 +31,8 @@
 # knows CNI versions up to 1.0.0, so its conflist says "cniVersion": "1.0.0".
 #
 # Exit status: non-zero when a spec failed (with --known-failures: when a spec
-# not listed failed, or a listed one passed), or when the run left something
+# not listed failed, or a listed one passed; with --known-skips also when the
+# skipped set differs from the file's), or when the run left something
 # behind. Logs and the JSON report are kept in --artifacts (default
 # _output/critest/<runtime>).
 set -euo pipefail
@@ -423,7 +424,7 @@ usage() {
 }
 
 main() {
-	RUNTIME=cri-shim CNI="" BENCHMARK=0 KNOWN_FAILURES="" VERBOSE=0 KEEP=0 ARTIFACTS="" EXEC_CMD=""
+	RUNTIME=cri-shim CNI="" BENCHMARK=0 KNOWN_FAILURES="" KNOWN_SKIPS="" VERBOSE=0 KEEP=0 ARTIFACTS="" EXEC_CMD=""
 	local extra=()
 	while [[ $# -gt 0 ]]; do
 		case $1 in
@@ -435,6 +436,8 @@ main() {
 		--exec) EXEC_CMD=${2:?--exec needs a command}; shift 2 ;;
 		--known-failures) KNOWN_FAILURES=${2:?--known-failures needs a file}; shift 2 ;;
 		--known-failures=*) KNOWN_FAILURES=${1#*=}; shift ;;
+		--known-skips) KNOWN_SKIPS=${2:?--known-skips needs a file}; shift 2 ;;
+		--known-skips=*) KNOWN_SKIPS=${1#*=}; shift ;;
 		--artifacts) ARTIFACTS=${2:?--artifacts needs a directory}; shift 2 ;;
 		--verbose | -v) VERBOSE=1; shift ;;
 		--keep) KEEP=1; shift ;;
@@ -452,6 +455,8 @@ main() {
 	[[ $(id -u) == 0 ]] || die "run as root (namespaces, mounts, runc)"
 	[[ -z $KNOWN_FAILURES || -f $KNOWN_FAILURES ]] || die "no such file: $KNOWN_FAILURES"
 	[[ -n $KNOWN_FAILURES ]] && KNOWN_FAILURES=$(realpath "$KNOWN_FAILURES")
+	[[ -z $KNOWN_SKIPS || -f $KNOWN_SKIPS ]] || die "no such file: $KNOWN_SKIPS"
+	[[ -n $KNOWN_SKIPS ]] && KNOWN_SKIPS=$(realpath "$KNOWN_SKIPS")
 	local default_dir=$RUNTIME
 	# A runtime with the other runtime's default network keeps its own artifacts.
 	[[ $RUNTIME == cri-shim && $CNI == reference || $RUNTIME == containerd && $CNI == cni-bridge ]] &&
@@ -541,6 +546,7 @@ main() {
 	fi
 	local report_args=()
 	[[ -n $KNOWN_FAILURES ]] && report_args+=(--known-failures "$KNOWN_FAILURES")
+	[[ -n $KNOWN_SKIPS ]] && report_args+=(--known-skips "$KNOWN_SKIPS")
 	[[ $BENCHMARK == 1 ]] && report_args+=(--benchmark-dir "$TMP/benchmark")
 	[[ -s $TMP/critest.rc ]] && report_args+=(--critest-exit "$(cat "$TMP/critest.rc")")
 	local rc=0

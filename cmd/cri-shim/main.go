@@ -184,16 +184,28 @@ func pinned(pauseImage string) []string {
 	return []string{pauseImage}
 }
 
-// failpoint returns a fault hook that kills this process with SIGKILL at
-// the named step of an operation (pkg/pod's Fault steps). Only the
-// durability tests set CRI_SHIM_FAILPOINT: they prove that a crash at any
-// step leaks nothing and loses nothing.
-func failpoint(step string) func(string) error {
-	if step == "" {
+// failpoint returns a fault hook for pkg/pod's Fault steps, set only by the
+// durability tests through CRI_SHIM_FAILPOINT:
+//
+//   - "STEP": SIGKILL this process at STEP (a crash there loses and leaks
+//     nothing once cri-shim restarts);
+//   - "error:STEP": fail the operation at STEP with an error, every time
+//     (its undo leaves nothing behind while cri-shim keeps running).
+func failpoint(spec string) func(string) error {
+	if spec == "" {
 		return nil
 	}
+	if step, ok := strings.CutPrefix(spec, "error:"); ok {
+		return func(at string) error {
+			if at == step {
+				klog.Background().Info("Failpoint reached, failing the operation", "step", at)
+				return fmt.Errorf("failpoint %s (CRI_SHIM_FAILPOINT)", at)
+			}
+			return nil
+		}
+	}
 	return func(at string) error {
-		if at == step {
+		if at == spec {
 			klog.Background().Info("Failpoint reached, killing cri-shim", "step", at)
 			klog.Flush()
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)

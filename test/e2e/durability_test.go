@@ -152,6 +152,86 @@ func TestFailpoints(t *testing.T) {
 	}
 }
 
+// undoSteps are the Fault steps of RunPodSandbox and CreateContainer before
+// either commits: an error at any of them must undo all that was made.
+var undoSteps = []string{
+	"sandbox-recorded", "netns-created", "cni-added", "pause-bundle", "pause-started",
+	"container-recorded", "rootfs-prepared", "container-created",
+}
+
+// TestUndoAtEveryStep fails RunPodSandbox or CreateContainer with an error
+// (CRI_SHIM_FAILPOINT=error:STEP, the daemon keeps running) at each step
+// before it commits. The call fails with that error; the failed object is not
+// listed; its undo leaves no record, netns, mount, runc state, cgroup or IP
+// address (leakcheck, while the daemon that undid it is still up); and the
+// same request succeeds once the fault is gone.
+func TestUndoAtEveryStep(t *testing.T) {
+	r := ownRuntime(t, "undo")
+	r.pull(t, busyboxImage)
+	for _, step := range undoSteps {
+		t.Run(step, func(t *testing.T) {
+			r.env = []string{"CRI_SHIM_FAILPOINT=error:" + step}
+			r.kill9()
+			r.restart(t)
+			ctx := r.ctx(t)
+			cfg := r.podConfig("undo")
+			ctr := container("c", busyboxImage, "sleep", "3600")
+			inContainer := strings.HasPrefix(step, "container-") || step == "rootfs-prepared"
+
+			podID := ""
+			run, err := r.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
+			if inContainer {
+				if err != nil {
+					t.Fatalf("RunPodSandbox: %v", err)
+				}
+				podID = run.GetPodSandboxId()
+				_, err = r.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: ctr, SandboxConfig: cfg})
+			}
+			if err == nil || !strings.Contains(err.Error(), "failpoint "+step) {
+				t.Fatalf("the call failing at %s: got %v, want the failpoint's error", step, err)
+			}
+			if inContainer {
+				ctrs, err := r.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{PodSandboxId: podID}})
+				if err != nil || len(ctrs.GetContainers()) != 0 {
+					t.Errorf("after the failed CreateContainer: containers %v (%v), want none", ctrs.GetContainers(), err)
+				}
+			} else {
+				pods, err := r.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, p := range pods.GetItems() {
+					if p.GetMetadata().GetUid() == cfg.GetMetadata().GetUid() {
+						t.Errorf("the failed sandbox is listed: %s %v", p.GetId(), p.GetState())
+					}
+				}
+			}
+			if leaks := r.leakcheck(t); len(leaks) > 0 {
+				t.Errorf("after an error at %s: leaks %v", step, leaks)
+			}
+
+			// Without the fault, the same requests succeed (names released).
+			r.env = nil
+			r.kill9()
+			r.restart(t)
+			if podID == "" {
+				podID = r.runPod(t, cfg)
+			}
+			r.startContainer(t, podID, cfg, ctr)
+			ctx = r.ctx(t)
+			if _, err := r.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
+				t.Fatal(err)
+			}
+			if leaks := r.leakcheck(t); len(leaks) > 0 {
+				t.Errorf("after the retry: leaks %v", leaks)
+			}
+		})
+	}
+}
+
 // lifecycle runs a pod through RunPodSandbox, CreateContainer,
 // StartContainer, StopPodSandbox and RemovePodSandbox, tolerating what a
 // crash in an earlier attempt left (as kubelet does). It returns true if

@@ -93,3 +93,32 @@ func TestContainerEvents(t *testing.T) {
 		}
 	}
 }
+
+// importImage loads a random two-layer image without Entrypoint or Cmd under
+// ref (through `cri-shim images import`, as TestImagesImport proves it works)
+// and removes it when the test ends.
+func (r *testRuntime) importImage(t *testing.T, ref string) string {
+	t.Helper()
+	img, err := random.Image(512, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := img.ConfigFile(); err != nil || len(cfg.Config.Entrypoint)+len(cfg.Config.Cmd) != 0 {
+		t.Fatalf("random image has a command or no config: %v %v", cfg, err)
+	}
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "image.tar")
+	if err := tarball.WriteToFile(archive, tag, img); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(filepath.Join(binDir, "cri-shim"), "images", "import", "--address", r.sock, archive).CombinedOutput(); err != nil {
+		t.Fatalf("cri-shim images import: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		r.img.RemoveImage(context.Background(), &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+	})
+	return ref
+}

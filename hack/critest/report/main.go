@@ -3,15 +3,18 @@
 // first lines of their failure, the benchmark percentiles (critest writes only
 // raw samples) and a closing "critest: N passed, N failed, N skipped" line.
 //
-//	report [--known-failures FILE] [--benchmark-dir DIR] [--critest-exit N] REPORT.json
+//	report [--known-failures FILE] [--known-skips FILE] [--benchmark-dir DIR] [--critest-exit N] REPORT.json
 //
 // Exit status 1 when a spec failed; with --known-failures (a ratchet), 1 only
-// when a spec not in FILE failed or a spec in FILE passed. Also 1 when critest
-// exited non-zero although no spec failed (it crashed).
+// when a spec not in FILE failed or a spec in FILE passed. With --known-skips
+// the skipped set is pinned too: 1 when a spec not in that FILE was skipped or
+// a spec in it was not (it ran: it passed or failed), so a spec that stops
+// running, or starts to, never goes unnoticed. Also 1 when critest exited
+// non-zero although no spec failed (it crashed).
 //
-// The known-failures file has one full spec name a line (as printed under
-// "Failed specs"), optionally followed by a TAB and a "# reason"; blank lines
-// and lines starting with # are ignored.
+// Both files have one full spec name a line (as printed under "Failed specs"
+// or in a "NEW SKIP" line), optionally followed by a TAB and a "# reason"; blank
+// lines and lines starting with # are ignored.
 package main
 
 import (
@@ -71,10 +74,11 @@ type summary struct {
 	passed, failed, skipped, pending int
 	failures                         []specReport
 	passedNames                      map[string]bool
+	skippedNames                     map[string]bool
 }
 
 func summarize(suites []suiteReport) summary {
-	s := summary{passedNames: map[string]bool{}}
+	s := summary{passedNames: map[string]bool{}, skippedNames: map[string]bool{}}
 	for _, suite := range suites {
 		for _, r := range suite.SpecReports {
 			if r.LeafNodeType != "It" {
@@ -97,6 +101,7 @@ func summarize(suites []suiteReport) summary {
 				s.pending++
 			default:
 				s.skipped++
+				s.skippedNames[r.name()] = true
 			}
 		}
 	}
@@ -120,16 +125,37 @@ func readKnown(r io.Reader) (map[string]string, error) {
 	return known, sc.Err()
 }
 
-// verdict compares a run with the known failures. A nil known map means no
-// ratchet: every failure is unexpected.
+// verdict compares a run with the known failures and skips. A nil known map
+// means no ratchet: every failure is unexpected. A nil skips map leaves the
+// skipped set unchecked.
 type verdict struct {
-	unexpected []string // failed, not listed
-	stillKnown []string // failed, listed
-	fixed      []string // listed, passed
+	unexpected    []string // failed, not listed
+	stillKnown    []string // failed, listed
+	fixed         []string // listed, passed
+	newSkips      []string // skipped, not listed as skipped
+	notSkipped    []string // listed as skipped, but it ran
+	checkedSkips  bool
+	listedSkipped int
 }
 
-func judge(s summary, known map[string]string) verdict {
+func judge(s summary, known, skips map[string]string) verdict {
 	var v verdict
+	if skips != nil {
+		v.checkedSkips = true
+		v.listedSkipped = len(skips)
+		for n := range s.skippedNames {
+			if _, ok := skips[n]; !ok {
+				v.newSkips = append(v.newSkips, n)
+			}
+		}
+		for n := range skips {
+			if !s.skippedNames[n] {
+				v.notSkipped = append(v.notSkipped, n)
+			}
+		}
+		sort.Strings(v.newSkips)
+		sort.Strings(v.notSkipped)
+	}
 	for _, f := range s.failures {
 		n := f.name()
 		if _, ok := known[n]; ok {
@@ -147,7 +173,9 @@ func judge(s summary, known map[string]string) verdict {
 	return v
 }
 
-func (v verdict) ok() bool { return len(v.unexpected) == 0 && len(v.fixed) == 0 }
+func (v verdict) ok() bool {
+	return len(v.unexpected) == 0 && len(v.fixed) == 0 && len(v.newSkips) == 0 && len(v.notSkipped) == 0
+}
 
 func firstLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
@@ -159,11 +187,12 @@ func firstLines(s string, n int) string {
 
 func main() {
 	knownFile := flag.String("known-failures", "", "ratchet: file of spec names known to fail")
+	skipsFile := flag.String("known-skips", "", "ratchet: file of spec names known to be skipped")
 	benchDir := flag.String("benchmark-dir", "", "directory of critest's raw benchmark samples")
 	critestExit := flag.Int("critest-exit", 0, "critest's exit status: non-zero with no failed spec is a failure")
 	flag.Parse()
 	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: report [--known-failures FILE] [--benchmark-dir DIR] [--critest-exit N] REPORT.json")
+		fmt.Fprintln(os.Stderr, "usage: report [--known-failures FILE] [--known-skips FILE] [--benchmark-dir DIR] [--critest-exit N] REPORT.json")
 		os.Exit(2)
 	}
 	b, err := os.ReadFile(flag.Arg(0))
@@ -178,21 +207,17 @@ func main() {
 	}
 	s := summarize(suites)
 
-	var known map[string]string
-	if *knownFile != "" {
-		f, err := os.Open(*knownFile)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "report:", err)
-			os.Exit(1)
-		}
-		known, err = readKnown(f)
-		f.Close()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "report:", err)
-			os.Exit(1)
-		}
+	known, err := readKnownFile(*knownFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
 	}
-	v := judge(s, known)
+	skips, err := readKnownFile(*skipsFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+	v := judge(s, known, skips)
 
 	if *benchDir != "" {
 		printBenchmarks(os.Stdout, *benchDir)
@@ -226,6 +251,15 @@ func main() {
 		}
 		fmt.Printf("known failures: %d listed, %d still failing, %d fixed\n", len(known), len(v.stillKnown), len(v.fixed))
 	}
+	if v.checkedSkips {
+		for _, n := range v.newSkips {
+			fmt.Printf("NEW SKIP: %q was skipped but is not listed in %s\n", n, *skipsFile)
+		}
+		for _, n := range v.notSkipped {
+			fmt.Printf("RAN: %q is listed in %s but was not skipped: remove it from the list\n", n, *skipsFile)
+		}
+		fmt.Printf("known skips: %d listed, %d skipped, %d new, %d ran\n", v.listedSkipped, s.skipped, len(v.newSkips), len(v.notSkipped))
+	}
 	pending := ""
 	if s.pending > 0 {
 		pending = fmt.Sprintf(", %d pending", s.pending)
@@ -239,6 +273,9 @@ func main() {
 		os.Exit(1)
 	}
 
+	if len(v.newSkips) > 0 || len(v.notSkipped) > 0 {
+		os.Exit(1)
+	}
 	if known != nil {
 		if !v.ok() {
 			os.Exit(1)
@@ -248,6 +285,24 @@ func main() {
 	if s.failed > 0 {
 		os.Exit(1)
 	}
+}
+
+// readKnownFile reads a known-failures or known-skips file; "" means none
+// (nil map: that part of the ratchet is off).
+func readKnownFile(path string) (map[string]string, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	known, err := readKnown(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return known, nil
 }
 
 // benchmarkResults is critest's raw benchmark output

@@ -51,7 +51,7 @@ func TestSummarizeAndJudge(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			v := judge(s, known)
+			v := judge(s, known, nil)
 			if v.ok() != tc.ok || !reflect.DeepEqual(v.unexpected, tc.unexpected) || !reflect.DeepEqual(v.fixed, tc.fixed) {
 				t.Errorf("ok %v unexpected %q fixed %q; want %v %q %q", v.ok(), v.unexpected, v.fixed, tc.ok, tc.unexpected, tc.fixed)
 			}
@@ -67,5 +67,46 @@ func TestReadKnown(t *testing.T) {
 	want := map[string]string{"spec one": "# reason one", "spec two": ""}
 	if !reflect.DeepEqual(known, want) {
 		t.Errorf("got %q, want %q", known, want)
+	}
+}
+
+func TestJudgeSkips(t *testing.T) {
+	var suites []suiteReport
+	if err := json.Unmarshal([]byte(reportJSON), &suites); err != nil {
+		t.Fatal(err)
+	}
+	s := summarize(suites)
+	digest := "[k8s.io] Image Manager public image with digest should be pulled and removed [Conformance]"
+	dns := "[k8s.io] Networking runtime should support DNS config [Conformance]"
+	attach := "[k8s.io] Streaming runtime should support attach [Conformance]"
+	failures := map[string]string{
+		"[k8s.io] Idempotence StopPodSandbox should not return an error if not found": "",
+		attach: "",
+	}
+	for _, tc := range []struct {
+		desc       string
+		skips      string
+		ok         bool
+		newSkips   []string
+		notSkipped []string
+	}{
+		{desc: "skipped set as listed", skips: digest + "\t# needs the internet\n", ok: true},
+		{desc: "a spec skipped that is not listed", skips: "# none\n", ok: false, newSkips: []string{digest}},
+		{desc: "a listed skip that passed", skips: digest + "\n" + dns + "\n", ok: false, notSkipped: []string{dns}},
+		{desc: "a listed skip that failed", skips: digest + "\n" + attach + "\n", ok: false, notSkipped: []string{attach}},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			skips, err := readKnown(strings.NewReader(tc.skips))
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := judge(s, failures, skips)
+			if v.ok() != tc.ok || !reflect.DeepEqual(v.newSkips, tc.newSkips) || !reflect.DeepEqual(v.notSkipped, tc.notSkipped) {
+				t.Errorf("ok %v new skips %q not skipped %q; want %v %q %q", v.ok(), v.newSkips, v.notSkipped, tc.ok, tc.newSkips, tc.notSkipped)
+			}
+		})
+	}
+	if v := judge(s, failures, nil); !v.ok() || v.checkedSkips {
+		t.Errorf("without a skips file the skipped set is not checked: %+v", v)
 	}
 }

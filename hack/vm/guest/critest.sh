@@ -3,7 +3,8 @@
 # the cri-shim that deploy/install.sh installed and systemd runs, inside the
 # VM of hack/vm/run.sh:
 #
-#   hack/vm/run.sh hack/vm/guest/critest.sh [--known-failures FILE] [-- extra critest args]
+#   hack/vm/run.sh hack/vm/guest/critest.sh [--known-failures FILE] [--known-skips FILE]
+#                                           [-- extra critest args]
 #
 # The node's own configuration, as a user would set it up (the VM is
 # throwaway, so everything lives in the root namespaces; the VM has no
@@ -22,8 +23,8 @@
 # Results in /out: critest.log, report.json (ginkgo), summary.txt
 # (hack/critest/report: failed specs and "critest: N passed, N failed, N
 # skipped"), registry.log. --known-failures FILE (relative to the checkout)
-# turns the verdict into hack/critest.sh's ratchet. Exit status non-zero when
-# a spec failed (or, with --known-failures, on any change).
+# and --known-skips FILE turn the verdict into hack/critest.sh's ratchet. Exit
+# status non-zero when a spec failed (or, with the ratchet, on any change).
 set -euo pipefail
 
 [[ -x /usr/local/sbin/cri-shim-vm-run ]] ||
@@ -36,19 +37,25 @@ TOOLS=${VM_TOOLS:-/tools}
 log() { printf '[critest.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-KNOWN_FAILURES="" EXTRA=()
+KNOWN_FAILURES="" KNOWN_SKIPS="" EXTRA=()
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--known-failures) KNOWN_FAILURES=${2:?--known-failures needs a file}; shift 2 ;;
 	--known-failures=*) KNOWN_FAILURES=${1#*=}; shift ;;
+	--known-skips) KNOWN_SKIPS=${2:?--known-skips needs a file}; shift 2 ;;
+	--known-skips=*) KNOWN_SKIPS=${1#*=}; shift ;;
 	--) shift; EXTRA=("$@"); break ;;
 	*) die "unknown argument: $1" ;;
 	esac
 done
-if [[ -n $KNOWN_FAILURES ]]; then
-	[[ $KNOWN_FAILURES == /* ]] || KNOWN_FAILURES=$SRC/$KNOWN_FAILURES
-	[[ -f $KNOWN_FAILURES ]] || die "no such file: $KNOWN_FAILURES"
-fi
+abs_file() { # a ratchet file, relative to the checkout
+	local f=$1
+	[[ $f == /* ]] || f=$SRC/$f
+	[[ -f $f ]] || die "no such file: $f"
+	printf '%s\n' "$f"
+}
+[[ -n $KNOWN_FAILURES ]] && KNOWN_FAILURES=$(abs_file "$KNOWN_FAILURES")
+[[ -n $KNOWN_SKIPS ]] && KNOWN_SKIPS=$(abs_file "$KNOWN_SKIPS")
 
 # shellcheck source=hack/vm/guest/lib-node.sh
 source "$SRC/hack/vm/guest/lib-node.sh"
@@ -74,6 +81,7 @@ stop_registry
 
 report_args=(--critest-exit "$rc")
 [[ -n $KNOWN_FAILURES ]] && report_args+=(--known-failures "$KNOWN_FAILURES")
+[[ -n $KNOWN_SKIPS ]] && report_args+=(--known-skips "$KNOWN_SKIPS")
 if [[ ! -s $OUT/report.json ]]; then
 	log "critest wrote no report; see $OUT/critest.log"
 	exit 1
