@@ -10,13 +10,8 @@ import (
 
 func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
 	cfg := req.GetConfig()
-	switch {
-	case cfg == nil:
-		return nil, invalidf("container config is required")
-	case cfg.GetMetadata() == nil || cfg.GetMetadata().GetName() == "":
-		return nil, invalidf("container metadata with a name is required")
-	case cfg.GetImage().GetImage() == "":
-		return nil, invalidf("container image is required")
+	if err := validateContainerConfig(cfg); err != nil {
+		return nil, err
 	}
 	id, err := s.Pods.CreateContainer(ctx, req.GetPodSandboxId(), cfg)
 	if err != nil {

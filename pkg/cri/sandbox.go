@@ -17,25 +17,6 @@ func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
 }
 
-// validatePodConfig checks what RunPodSandbox cannot do without.
-func validatePodConfig(cfg *runtimeapi.PodSandboxConfig) error {
-	if cfg == nil {
-		return invalidf("pod sandbox config is required")
-	}
-	md := cfg.GetMetadata()
-	switch {
-	case md == nil:
-		return invalidf("pod sandbox metadata is required")
-	case md.GetName() == "":
-		return invalidf("pod sandbox metadata: name is required")
-	case md.GetNamespace() == "":
-		return invalidf("pod sandbox metadata: namespace is required")
-	case md.GetUid() == "":
-		return invalidf("pod sandbox metadata: uid is required")
-	}
-	return nil
-}
-
 func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
 	if err := validatePodConfig(req.GetConfig()); err != nil {
 		return nil, err

@@ -58,7 +58,7 @@ func (c *Client) dial(ctx context.Context, req Request) (net.Conn, *bufio.Reader
 	}
 	if resp.Error != "" {
 		conn.Close()
-		return nil, nil, Response{}, errors.New(resp.Error)
+		return nil, nil, Response{}, responseError(resp)
 	}
 	conn.SetDeadline(time.Time{})
 	return conn, r, resp, nil

@@ -23,7 +23,10 @@ type Request struct {
 // Response answers a Request.
 type Response struct {
 	Error string `json:"error,omitempty"`
-	Pid   int    `json:"pid,omitempty"`
+	// Kind is the errdefs kind of Error ("NotFound"...; errors.go), empty
+	// for an error of no particular kind.
+	Kind string `json:"kind,omitempty"`
+	Pid  int    `json:"pid,omitempty"`
 }
 
 // CreateRequest asks the monitor to create a container with the OCI

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 )
 
@@ -109,7 +110,7 @@ func (s *Server) handle(conn net.Conn) {
 	}
 	var req Request
 	if err := json.Unmarshal(line, &req); err != nil {
-		reply(conn, Response{Error: "bad request: " + err.Error()})
+		reply(conn, errorResponse(fmt.Errorf("bad request: %v: %w", err, errdefs.ErrInvalidArgument)))
 		conn.Close()
 		return
 	}
@@ -127,7 +128,7 @@ func (s *Server) handle(conn net.Conn) {
 	case "ping":
 	case "create":
 		if req.Create == nil {
-			err = errors.New("create without parameters")
+			err = fmt.Errorf("create without parameters: %w", errdefs.ErrInvalidArgument)
 			break
 		}
 		resp.Pid, err = s.create(req.Create)
@@ -136,10 +137,10 @@ func (s *Server) handle(conn net.Conn) {
 	case "forget":
 		s.forget(req.ID)
 	default:
-		err = fmt.Errorf("unknown op %q", req.Op)
+		err = fmt.Errorf("unknown op %q: %w", req.Op, errdefs.ErrNotImplemented)
 	}
 	if err != nil {
-		resp.Error = err.Error()
+		resp = errorResponse(err)
 	}
 	reply(conn, resp)
 }
@@ -151,7 +152,7 @@ func reply(conn net.Conn, resp Response) {
 
 func validID(id string) error {
 	if id == "" || strings.ContainsAny(id, "/\x00") || id == "." || id == ".." {
-		return fmt.Errorf("invalid container ID %q", id)
+		return fmt.Errorf("invalid container ID %q: %w", id, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }
@@ -166,7 +167,7 @@ func (s *Server) create(req *CreateRequest) (pid int, err error) {
 	_, exists := s.containers[req.ID]
 	s.mu.Unlock()
 	if exists {
-		return 0, fmt.Errorf("container %s is already monitored", req.ID)
+		return 0, fmt.Errorf("container %s is already monitored: %w", req.ID, errdefs.ErrAlreadyExists)
 	}
 	io := ioDir(s.dir, req.ID)
 	if err := os.MkdirAll(io, 0o700); err != nil {
@@ -522,7 +523,7 @@ func (s *Server) reopen(id string) error {
 	c := s.containers[id]
 	s.mu.Unlock()
 	if c == nil {
-		return fmt.Errorf("container %s is not monitored", id)
+		return fmt.Errorf("container %s is not monitored: %w", id, errdefs.ErrNotFound)
 	}
 	return c.log.reopen()
 }
@@ -567,8 +568,17 @@ func (s *Server) attach(conn net.Conn, r *bufio.Reader, req Request) {
 	c := s.containers[req.ID]
 	exited := c != nil && c.exited
 	s.mu.Unlock()
-	if c == nil || req.Attach == nil || exited {
-		reply(conn, Response{Error: fmt.Sprintf("container %s is not running", req.ID)})
+	var err error
+	switch {
+	case req.Attach == nil:
+		err = fmt.Errorf("attach without parameters: %w", errdefs.ErrInvalidArgument)
+	case c == nil:
+		err = fmt.Errorf("container %s is not monitored: %w", req.ID, errdefs.ErrNotFound)
+	case exited:
+		err = fmt.Errorf("container %s is not running: %w", req.ID, errdefs.ErrFailedPrecondition)
+	}
+	if err != nil {
+		reply(conn, errorResponse(err))
 		conn.Close()
 		return
 	}

@@ -324,6 +324,24 @@ func TestErrorCodes(t *testing.T) {
 			_, err := r.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: r.podConfig("x"), RuntimeHandler: "kata"})
 			return err
 		}, codes.InvalidArgument},
+		{"RunPodSandbox with a DNS server that would add a resolv.conf line", func() error {
+			c := r.podConfig("x")
+			c.DnsConfig = &runtimeapi.DNSConfig{Servers: []string{"10.0.0.10\nnameserver 6.6.6.6"}}
+			_, err := r.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: c})
+			return err
+		}, codes.InvalidArgument},
+		{"RunPodSandbox with a log directory climbing out", func() error {
+			c := r.podConfig("x")
+			c.LogDirectory = r.dir + "/logs/../../elsewhere" // not filepath.Join: it would clean the ".." away
+			_, err := r.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: c})
+			return err
+		}, codes.InvalidArgument},
+		{"CreateContainer with a log path out of the pod's log directory", func() error {
+			c := container("c", busyboxImage, "true")
+			c.LogPath = "../../escape.log"
+			_, err := r.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: c})
+			return err
+		}, codes.InvalidArgument},
 		{"PodSandboxStatus of an unknown ID", func() error {
 			_, err := r.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: unknown})
 			return err
