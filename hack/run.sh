@@ -12,7 +12,8 @@
 # `cri-shim images import`.
 #
 #   sudo hack/run.sh            run until Ctrl-C
-#   sudo hack/run.sh --smoke    start, run a pod with crictl, check it, tear down
+#   sudo hack/run.sh --smoke    start, run the example pod (hack/examples) with the
+#                               printed crictl commands, check it, tear down
 #
 # Installing on a real node (root namespace, systemd) is described in
 # deploy/README.md.
@@ -117,25 +118,39 @@ nsenter --net="/run/netns/$NS" unshare --mount --ipc --uts --propagation private
 CRI_PID=$!
 for _ in $(seq 100); do [[ -S $SOCK ]] && break; kill -0 "$CRI_PID" 2>/dev/null || die "cri-shim failed: $(tail -5 "$BASE/cri-shim.log")"; sleep 0.1; done
 printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\n' "$SOCK" "$SOCK" >"$BASE/crictl.yaml"
-crictl() { CRI_CONFIG_FILE=$BASE/crictl.yaml in_ns "$CRICTL" "$@"; }
+# A crictl that talks to this sandbox from any shell: the wrapper enters the
+# sandbox's network namespace (port-forward and hostPorts live there) and
+# points crictl at the socket.
+mkdir -p "$BASE/path"
+cat >"$BASE/path/crictl" <<WRAPPER
+#!/bin/sh
+# crictl for the hack/run.sh sandbox $NS (gone with it)
+CRI_CONFIG_FILE=$BASE/crictl.yaml exec nsenter --net=/run/netns/$NS $CRICTL "\$@"
+WRAPPER
+chmod 755 "$BASE/path/crictl"
+crictl() { "$BASE/path/crictl" "$@"; }
 crictl version >/dev/null
 
+# hack/examples, with the pod's logs kept in the sandbox directory.
+sed "s|\"log_directory\": \"[^\"]*\"|\"log_directory\": \"$BASE/logs/default_demo_demo-uid\"|" \
+	"$REPO/hack/examples/pod.json" >"$BASE/pod.json"
+cp "$REPO/hack/examples/ctr.json" "$BASE/ctr.json"
+grep -q "\"$BASE/logs/" "$BASE/pod.json" || die "hack/examples/pod.json has no log_directory to rewrite"
+
 if [[ $SMOKE == 1 ]]; then
-	log "smoke test: pull, run a pod, exec, logs"
-	cat >"$BASE/pod.json" <<JSON
-{"metadata":{"name":"smoke","namespace":"default","uid":"smoke-uid"},"log_directory":"$BASE/logs","hostname":"smoke"}
-JSON
-	cat >"$BASE/ctr.json" <<JSON
-{"metadata":{"name":"hello"},"image":{"image":"registry.k8s.io/e2e-test-images/busybox:1.29-2"},
- "command":["sh","-c","echo hello from cri-shim; sleep 3600"],"log_path":"hello.log"}
-JSON
-	crictl pull registry.k8s.io/e2e-test-images/busybox:1.29-2 >/dev/null
+	log "smoke test: the commands run.sh prints, with hack/examples' pod.json and ctr.json"
+	crictl pull registry.k8s.io/e2e-test-images/nginx:1.14-2 >/dev/null
 	pod=$(crictl runp "$BASE/pod.json")
 	ctr=$(crictl create "$pod" "$BASE/ctr.json" "$BASE/pod.json")
 	crictl start "$ctr" >/dev/null
-	[[ $(crictl exec "$ctr" hostname) == smoke ]] || die "exec: wrong hostname"
-	for _ in $(seq 50); do grep -q "hello from cri-shim" "$BASE/logs/hello.log" 2>/dev/null && break; sleep 0.1; done
-	grep -q "stdout F hello from cri-shim" "$BASE/logs/hello.log" || die "container log missing"
+	[[ $(crictl exec "$ctr" hostname) == demo ]] || die "exec: wrong hostname"
+	page=""
+	for _ in $(seq 50); do
+		page=$(in_ns busybox wget -qO- http://127.0.0.1:8080/ 2>/dev/null) && break
+		sleep 0.1
+	done
+	[[ $page == *"Welcome to nginx"* ]] || die "hostPort 8080 of the example pod did not answer (got '$page')"
+	crictl logs "$ctr" 2>&1 | grep -q '"GET / HTTP/1.1" 200' || die "crictl logs: no access log line"
 	crictl rmp -f "$pod" >/dev/null
 	log "smoke test passed"
 	exit 0
@@ -143,12 +158,29 @@ fi
 
 cat <<MSG
 
-cri-shim is serving in the sandbox (network namespace $NS). Talk to it with:
+cri-shim is serving in the sandbox (network namespace $NS). Its crictl,
+from any shell (it enters the sandbox itself):
 
-  CRI_CONFIG_FILE=$BASE/crictl.yaml nsenter --net=/run/netns/$NS $CRICTL ps
+  export PATH=$BASE/path:\$PATH      # or call $BASE/path/crictl
 
-Images: 'crictl pull registry.k8s.io/e2e-test-images/busybox:1.29-2' (and
-nginx:1.14-2, httpd:2.4.39-4, ...) come from the sandbox's local registry.
+then, with the examples of hack/examples (copied to $BASE, logs kept there):
+
+  crictl pull registry.k8s.io/e2e-test-images/nginx:1.14-2
+  POD=\$(crictl runp $BASE/pod.json)
+  CTR=\$(crictl create \$POD $BASE/ctr.json $BASE/pod.json)
+  crictl start \$CTR
+  crictl exec -it \$CTR sh
+  nsenter --net=/run/netns/$NS busybox wget -qO- http://127.0.0.1:8080/   # the pod's hostPort
+  crictl logs \$CTR; crictl ps; crictl pods; crictl stats
+  crictl rmp -f \$POD
+
+The sandbox has no route out: images come from its local registry
+(127.0.0.1:5000, mirroring registry.k8s.io, gcr.io, docker.io, ...), which
+serves:
+
+$("$BIN/testimages" list 2>/dev/null | awk '{ printf "  %-67s ", $1; $1 = ""; $2 = ""; sub(/^ +/, ""); print }')
+
+or from 'cri-shim images import' (a docker save / OCI archive; see README).
 Logs: $BASE/cri-shim.log. Ctrl-C stops it and removes everything.
 
 MSG
