@@ -1,7 +1,8 @@
 // Command cri-shim-monitor is the node's container monitor (see
 // pkg/monitor): one process per node that creates containers with the OCI
 // runtime, reaps them, records their exits and writes their logs. cri-shim
-// starts it; it outlives cri-shim.
+// starts it; it outlives cri-shim. `cri-shim-monitor exec-wait` is the
+// small waiter cri-shim runs for each non-interactive exec.
 package main
 
 import (
@@ -16,6 +17,16 @@ import (
 )
 
 func main() {
+	// cri-shim-monitor exec-wait PIDFILE RESULTFILE RUNTIME ARGS...: one
+	// exec's waiter (pkg/monitor.ExecWait), started by cri-shim per exec.
+	if len(os.Args) > 4 && os.Args[1] == "exec-wait" {
+		signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP)
+		if err := monitor.ExecWait(os.Args[2], os.Args[3], os.Args[4:]); err != nil {
+			fmt.Fprintln(os.Stderr, "cri-shim-monitor:", err)
+			os.Exit(125)
+		}
+		return
+	}
 	dir := flag.String("dir", "/run/cri-shim/monitor", "state directory (socket, records, exit files)")
 	flag.Parse()
 	// A node-wide process that mostly sleeps: keep the heap tight.

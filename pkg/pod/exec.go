@@ -19,6 +19,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/cri-shim/cri-shim/pkg/monitor"
 	"github.com/cri-shim/cri-shim/pkg/runtime"
 )
 
@@ -65,12 +66,25 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 		return 0, err
 	}
 
-	cmd := exec.Command(m.cfg.Runtime, append(m.runc.GlobalArgs(), m.runc.ExecArgs(id, procFile, pidFile, "", false)...)...)
-	// Once runc exec is gone, its output gets this long to drain. (A
-	// command that leaves a child holding its stdout still keeps runc
-	// exec itself waiting: runc copies the output through pipes of its
-	// own until every writer is gone.)
-	cmd.WaitDelay = 2 * time.Second
+	resultFile := filepath.Join(tmp, "result")
+	var cmd *exec.Cmd
+	if o.Tty {
+		// With a terminal runc proxies the container's pty to its own
+		// stdio; nothing else holds it, so runc exits with the process.
+		cmd = exec.Command(m.cfg.Runtime, append(m.runc.GlobalArgs(), m.runc.ExecArgs(id, procFile, pidFile, "", false)...)...)
+	} else {
+		// Without one, the process gets our pipes directly from a detached
+		// runc exec, and the monitor binary's exec-wait (a subreaper) waits
+		// for it: its exit is seen at once even when a child it left behind
+		// still holds the output (a non-detached runc exec waits for every
+		// holder of its pipes; monitor.ExecWait).
+		argv := append([]string{"exec-wait", pidFile, resultFile, m.cfg.Runtime}, m.runc.GlobalArgs()...)
+		cmd = exec.Command(m.cfg.MonitorBinary, append(argv, m.runc.ExecArgs(id, procFile, pidFile, "", true)...)...)
+	}
+	// Once the process is gone, its output gets this long to drain from
+	// whoever still holds it (a background child); then the call returns
+	// with what it has.
+	cmd.WaitDelay = execDrain
 	exited := make(chan struct{})
 	defer close(exited)
 	var stdinW *os.File
@@ -144,12 +158,12 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 	select {
 	case waitErr = <-waitc:
 	case <-ctx.Done():
-		// runc exec forwards signals but cannot forward SIGKILL: kill the
-		// process in the container itself and let runc, its parent, reap
-		// it and exit. Killing runc first would leave the process a zombie
-		// under the container's init, which may never reap it. The process
-		// may not exist yet (runc exec takes up to a second on a slow node,
-		// more than a 1 s probe timeout): wait for runc's pid file.
+		// Kill the process in the container itself and let its parent (runc
+		// with a terminal, else exec-wait) reap it and exit: killing the
+		// parent first would leave the process to the container's init,
+		// which may never reap it. The process may not exist yet (runc exec
+		// takes up to a second on a slow node, more than a 1 s probe
+		// timeout): wait for runc's pid file.
 		runcDone := false
 		giveUp := time.After(10 * time.Second)
 		tick := time.NewTicker(10 * time.Millisecond)
@@ -158,7 +172,7 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 		for {
 			if data, err := os.ReadFile(pidFile); err == nil {
 				if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
-					killChildOf(pid, cmd.Process.Pid)
+					killDescendantOf(pid, cmd.Process.Pid)
 					break
 				}
 			}
@@ -183,15 +197,36 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 	}
 	// The terminal's output ends (EIO) once runc and the process are gone.
 	ioDone.Wait()
+	if errors.Is(waitErr, exec.ErrWaitDelay) {
+		waitErr = nil // the output was still held after execDrain: cut off
+	}
 	var exitErr *exec.ExitError
-	if errors.As(waitErr, &exitErr) {
-		return exitErr.ExitCode(), nil
+	if o.Tty {
+		if errors.As(waitErr, &exitErr) {
+			return exitErr.ExitCode(), nil
+		}
+		if waitErr != nil {
+			return 0, fmt.Errorf("exec in %s: %w", id, waitErr)
+		}
+		return 0, nil
 	}
 	if waitErr != nil {
-		return 0, fmt.Errorf("exec in %s: %w", id, waitErr)
+		// exec-wait itself failed (its message went to the stderr stream).
+		return 0, fmt.Errorf("exec in %s: the exec helper failed: %w", id, waitErr)
 	}
-	return 0, nil
+	res, err := monitor.ReadExecResult(resultFile)
+	if err != nil {
+		return 0, fmt.Errorf("exec in %s: %w", id, err)
+	}
+	// A runtime that failed to start the process (no such executable...)
+	// answers with its own exit code and message, as a non-detached exec
+	// did: kubelet and critest expect a non-zero code, not an RPC error.
+	return res.ExitCode, nil
 }
+
+// execDrain bounds how long an exec's output is read after its process
+// exited, for children it left holding the output.
+const execDrain = time.Second
 
 func nonNil(w io.Writer) io.Writer {
 	if w == nil {
@@ -262,17 +297,18 @@ func (m *Manager) ExecSync(ctx context.Context, id string, cmd []string, timeout
 	return bufs.stdout.Bytes(), bufs.stderr.Bytes(), code, err
 }
 
-// killChildOf SIGKILLs pid if it is still a child of parent (runc exec,
-// which reaps it): a pid read from a file may have been reused once runc
-// reaped it. The check and the signal go through one pidfd, so the pid
-// cannot be reused in between.
-func killChildOf(pid, parent int) {
+// killDescendantOf SIGKILLs pid if it is still a child or grandchild of
+// ancestor (the exec's waiter; runc in between until it exits), which reaps
+// it: a pid read from a file may have been reused once it was reaped. The
+// check and the signal go through one pidfd, so the pid cannot be reused in
+// between.
+func killDescendantOf(pid, ancestor int) {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return // gone
 	}
 	defer unix.Close(fd)
-	if parentPid(pid) != parent {
+	if p := parentPid(pid); p != ancestor && (p <= 1 || parentPid(p) != ancestor) {
 		return
 	}
 	unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)

@@ -241,6 +241,39 @@ func TestExecSyncOutputCap(t *testing.T) {
 	}
 }
 
+// TestExecSyncBackgroundChild: a command that leaves a child behind holding
+// its output answers when the command exits, with its output and exit code
+// (it waited for the child before: here until the timeout, DeadlineExceeded;
+// with no timeout, forever). Exec with stdin and a failing exec keep working.
+func TestExecSyncBackgroundChild(t *testing.T) {
+	r := sharedRuntime(t)
+	pod := r.podConfig("execbg")
+	podID := r.runPod(t, pod)
+	id := r.startContainer(t, podID, pod, container("bg", busyboxImage, "sleep", "3600"))
+	ctx := r.ctx(t)
+	resp, err := r.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: id,
+		Cmd: []string{"sh", "-c", "sleep 4322 & echo started; echo oops >&2; exit 3"}, Timeout: 20})
+	if err != nil {
+		t.Fatalf("ExecSync leaving a child behind: %v", err)
+	}
+	if resp.GetExitCode() != 3 || string(resp.GetStdout()) != "started\n" || string(resp.GetStderr()) != "oops\n" {
+		t.Errorf("ExecSync leaving a child behind: exit %d stdout %q stderr %q, want 3 \"started\\n\" \"oops\\n\"",
+			resp.GetExitCode(), resp.GetStdout(), resp.GetStderr())
+	}
+	if out, _ := r.execSync(t, id, "pgrep", "-f", "sleep 4322"); strings.TrimSpace(out) == "" {
+		t.Errorf("the background child is gone; it should run on in the container")
+	}
+	// A command that does not exist: the runtime's failure is a non-zero
+	// exit code with its message, as with containerd.
+	resp, err = r.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: id, Cmd: []string{"/no/such/binary"}, Timeout: 20})
+	if err != nil || resp.GetExitCode() == 0 {
+		t.Errorf("ExecSync of a missing binary: exit %d err %v, want a non-zero exit code", resp.GetExitCode(), err)
+	}
+	if _, err := r.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestCreateContainerRacesStopPod: containers created while their pod is
 // being stopped are either refused (FailedPrecondition) or stopped with
 // the pod; none is left running or created in a pod that is not ready.
