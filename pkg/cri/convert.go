@@ -7,6 +7,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-shim/cri-shim/pkg/image"
 	"github.com/cri-shim/cri-shim/pkg/pod"
 )
 
@@ -163,4 +164,21 @@ func verboseInfo(v any) string {
 		return err.Error()
 	}
 	return string(data)
+}
+
+func toImage(img *image.Image) *runtimeapi.Image {
+	out := &runtimeapi.Image{
+		Id:          img.ID,
+		RepoTags:    img.RepoTags,
+		RepoDigests: img.RepoDigests,
+		Size:        uint64(img.Size),
+		Pinned:      img.Pinned,
+		Spec:        &runtimeapi.ImageSpec{Image: img.ID, Annotations: img.Config.Labels},
+	}
+	uid, name := img.User()
+	if uid != nil {
+		out.Uid = &runtimeapi.Int64Value{Value: *uid}
+	}
+	out.Username = name
+	return out
 }

@@ -7,7 +7,6 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-shim/cri-shim/pkg/apparmor"
-	"github.com/cri-shim/cri-shim/pkg/runtime"
 )
 
 // Status reports the runtime ready and the network ready when a CNI config
@@ -43,22 +42,4 @@ func handlerFeatures() *runtimeapi.RuntimeHandlerFeatures {
 	// Recursive read-only mounts need mount_setattr (Linux 5.12) and runc
 	// 1.1; user namespaces are not supported.
 	return &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: true, UserNamespaces: false}
-}
-
-// RuntimeConfig reports the cgroup driver, which kubelet must match.
-func (s *Server) RuntimeConfig(ctx context.Context, req *runtimeapi.RuntimeConfigRequest) (*runtimeapi.RuntimeConfigResponse, error) {
-	driver := runtimeapi.CgroupDriver_CGROUPFS
-	if s.CgroupDriver == runtime.SystemdDriver {
-		driver = runtimeapi.CgroupDriver_SYSTEMD
-	}
-	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil
-}
-
-// UpdateRuntimeConfig takes the node's pod CIDRs, handed to CNI through
-// the ipRanges capability.
-func (s *Server) UpdateRuntimeConfig(ctx context.Context, req *runtimeapi.UpdateRuntimeConfigRequest) (*runtimeapi.UpdateRuntimeConfigResponse, error) {
-	if cidr := req.GetRuntimeConfig().GetNetworkConfig().GetPodCidr(); cidr != "" {
-		s.Pods.SetPodCIDRs(splitComma(cidr))
-	}
-	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
 }

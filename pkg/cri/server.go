@@ -1,8 +1,6 @@
 package cri
 
 import (
-	"context"
-
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/cri-streaming/pkg/streaming"
@@ -32,8 +30,9 @@ type Server struct {
 	AppArmor bool
 }
 
-// Register adds the services to a gRPC server and installs the
-// interceptors that map errors and log calls.
+// ServerOptions are the gRPC server options cri-shim serves with: the
+// interceptors that map errors to codes and log calls, and kubelet's 16 MiB
+// message limits.
 func ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unaryInterceptor),
@@ -49,13 +48,4 @@ func (s *Server) Register(gs *grpc.Server) {
 	runtimeapi.RegisterRuntimeServiceServer(gs, s)
 	runtimeapi.RegisterImageServiceServer(gs, s)
 	gs.RegisterService(&importServiceDesc, s)
-}
-
-func (s *Server) Version(ctx context.Context, req *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {
-	return &runtimeapi.VersionResponse{
-		Version:           "0.1.0",
-		RuntimeName:       RuntimeName,
-		RuntimeVersion:    s.RuntimeVersion,
-		RuntimeApiVersion: RuntimeAPIVersion,
-	}, nil
 }

@@ -1,7 +1,6 @@
 package cri
 
 import (
-	"context"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -70,39 +69,6 @@ func toContainerStats(c *pod.Container, st *pod.ContainerStats) *runtimeapi.Cont
 	return out
 }
 
-func (s *Server) ContainerStats(ctx context.Context, req *runtimeapi.ContainerStatsRequest) (*runtimeapi.ContainerStatsResponse, error) {
-	c, err := s.Pods.Container(req.GetContainerId())
-	if err != nil {
-		return nil, err
-	}
-	st, err := s.Pods.ContainerStats(c.ID)
-	if err != nil {
-		return nil, err
-	}
-	return &runtimeapi.ContainerStatsResponse{Stats: toContainerStats(c, st)}, nil
-}
-
-func (s *Server) listContainerStats(f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats {
-	var out []*runtimeapi.ContainerStats
-	for _, c := range s.Pods.Containers() {
-		if c.State != pod.ContainerRunning {
-			continue
-		}
-		if f != nil && ((f.GetId() != "" && f.GetId() != c.ID) || (f.GetPodSandboxId() != "" && f.GetPodSandboxId() != c.SandboxID) ||
-			!matchLabels(c.Config.GetLabels(), f.GetLabelSelector())) {
-			continue
-		}
-		if st, err := s.Pods.ContainerStats(c.ID); err == nil {
-			out = append(out, toContainerStats(c, st))
-		}
-	}
-	return out
-}
-
-func (s *Server) ListContainerStats(ctx context.Context, req *runtimeapi.ListContainerStatsRequest) (*runtimeapi.ListContainerStatsResponse, error) {
-	return &runtimeapi.ListContainerStatsResponse{Stats: s.listContainerStats(req.GetFilter())}, nil
-}
-
 func (s *Server) podStats(sb *pod.Sandbox) (*runtimeapi.PodSandboxStats, error) {
 	st, err := s.Pods.PodStats(sb.ID)
 	if err != nil {
@@ -140,36 +106,4 @@ func (s *Server) podStats(sb *pod.Sandbox) (*runtimeapi.PodSandboxStats, error) 
 			Labels: sb.Config.GetLabels(), Annotations: sb.Config.GetAnnotations()},
 		Linux: linux,
 	}, nil
-}
-
-func (s *Server) PodSandboxStats(ctx context.Context, req *runtimeapi.PodSandboxStatsRequest) (*runtimeapi.PodSandboxStatsResponse, error) {
-	sb, err := s.Pods.Pod(req.GetPodSandboxId())
-	if err != nil {
-		return nil, err
-	}
-	st, err := s.podStats(sb)
-	if err != nil {
-		return nil, err
-	}
-	return &runtimeapi.PodSandboxStatsResponse{Stats: st}, nil
-}
-
-func (s *Server) listPodStats(f *runtimeapi.PodSandboxStatsFilter) []*runtimeapi.PodSandboxStats {
-	var out []*runtimeapi.PodSandboxStats
-	for _, sb := range s.Pods.Pods() {
-		if sb.State != pod.SandboxReady {
-			continue
-		}
-		if f != nil && ((f.GetId() != "" && f.GetId() != sb.ID) || !matchLabels(sb.Config.GetLabels(), f.GetLabelSelector())) {
-			continue
-		}
-		if st, err := s.podStats(sb); err == nil {
-			out = append(out, st)
-		}
-	}
-	return out
-}
-
-func (s *Server) ListPodSandboxStats(ctx context.Context, req *runtimeapi.ListPodSandboxStatsRequest) (*runtimeapi.ListPodSandboxStatsResponse, error) {
-	return &runtimeapi.ListPodSandboxStatsResponse{Stats: s.listPodStats(req.GetFilter())}, nil
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"time"
 
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/cri-streaming/pkg/streaming"
 	remotecommandserver "k8s.io/cri-streaming/pkg/streaming/remotecommand"
 
@@ -92,46 +91,3 @@ func (e exitCodeError) Error() string {
 func (e exitCodeError) String() string  { return e.Error() }
 func (e exitCodeError) Exited() bool    { return true }
 func (e exitCodeError) ExitStatus() int { return int(e) }
-
-func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
-	stdout, stderr, code, err := s.Pods.ExecSync(ctx, req.GetContainerId(), req.GetCmd(), req.GetTimeout())
-	if err != nil {
-		return nil, err
-	}
-	return &runtimeapi.ExecSyncResponse{Stdout: stdout, Stderr: stderr, ExitCode: int32(code)}, nil
-}
-
-func (s *Server) Exec(ctx context.Context, req *runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error) {
-	c, err := s.Pods.Container(req.GetContainerId())
-	if err != nil {
-		return nil, err
-	}
-	if c.State != pod.ContainerRunning {
-		return nil, fmt.Errorf("container %s is not running: %w", c.ID, errFailedPrecondition)
-	}
-	if len(req.GetCmd()) == 0 {
-		return nil, invalidf("exec needs a command")
-	}
-	if !req.GetStdin() && !req.GetStdout() && !req.GetStderr() {
-		return nil, invalidf("exec needs one of stdin, stdout or stderr")
-	}
-	return s.Streaming.GetExec(req)
-}
-
-func (s *Server) Attach(ctx context.Context, req *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error) {
-	c, err := s.Pods.Container(req.GetContainerId())
-	if err != nil {
-		return nil, err
-	}
-	if c.State != pod.ContainerRunning {
-		return nil, fmt.Errorf("container %s is not running: %w", c.ID, errFailedPrecondition)
-	}
-	return s.Streaming.GetAttach(req)
-}
-
-func (s *Server) PortForward(ctx context.Context, req *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error) {
-	if _, err := s.Pods.Pod(req.GetPodSandboxId()); err != nil {
-		return nil, err
-	}
-	return s.Streaming.GetPortForward(req)
-}

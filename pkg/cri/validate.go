@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -141,4 +142,10 @@ func hasControl(s string) bool { return strings.ContainsFunc(s, unicode.IsContro
 // isWord reports whether s has no spaces and no control characters.
 func isWord(s string) bool {
 	return !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) })
+}
+
+var errFailedPrecondition = errdefs.ErrFailedPrecondition
+
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
 }

@@ -1,0 +1,30 @@
+package cri
+
+import (
+	"context"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-shim/cri-shim/pkg/pod"
+)
+
+func (s *Server) listContainerStats(f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats {
+	var out []*runtimeapi.ContainerStats
+	for _, c := range s.Pods.Containers() {
+		if c.State != pod.ContainerRunning {
+			continue
+		}
+		if f != nil && ((f.GetId() != "" && f.GetId() != c.ID) || (f.GetPodSandboxId() != "" && f.GetPodSandboxId() != c.SandboxID) ||
+			!matchLabels(c.Config.GetLabels(), f.GetLabelSelector())) {
+			continue
+		}
+		if st, err := s.Pods.ContainerStats(c.ID); err == nil {
+			out = append(out, toContainerStats(c, st))
+		}
+	}
+	return out
+}
+
+func (s *Server) ListContainerStats(ctx context.Context, req *runtimeapi.ListContainerStatsRequest) (*runtimeapi.ListContainerStatsResponse, error) {
+	return &runtimeapi.ListContainerStatsResponse{Stats: s.listContainerStats(req.GetFilter())}, nil
+}
