@@ -23,8 +23,11 @@
 // # Errors
 //
 // Errors wrap containerd/errdefs sentinels: a malformed reference or key is
-// ErrInvalidArgument; an absent image ErrNotFound (Remove of one is nil); a
-// registry 401 ErrUnauthenticated, 403 ErrPermissionDenied; a corrupt or
+// ErrInvalidArgument, and so is an image over a bound (a manifest over 4
+// MiB, a config over 16 MiB, a layer over its compressed or uncompressed
+// size or its entry count: see limits.go); an absent image ErrNotFound
+// (Remove of one is nil); a registry 401 ErrUnauthenticated, 403
+// ErrPermissionDenied; a corrupt or
 // truncated blob or layer ErrDataLoss; removing a pinned or in-use image
 // ErrFailedPrecondition; a stalled or too slow transfer ErrStalled, which
 // wraps context.DeadlineExceeded. A failed pull or import leaves nothing
@@ -52,5 +55,9 @@
 // not) uses it, so removing an image never pulls layers from under a
 // container; they go with RemoveRootfs. Options.InUse lets Remove refuse an
 // image that containers still use (CRI: FailedPrecondition); it is called
-// with the store locked and must not call back into the Store.
+// with the image-record lock held, so it may call Get and List but not Remove,
+// Pin, Pull or Import.
+//
+// Lookups (Get, List, FsUsage) never wait for a mount, an unmount, an fsync
+// or a garbage collection: see Store for the locks and their order.
 package image

@@ -22,11 +22,24 @@ import (
 //     the last image and the last rootfs that use it (RemoveRootfs collects);
 //   - leases: blobs and layers of pulls and imports in flight.
 //
-// Collection runs with the store lock held; directories are renamed into
-// trash/ under the lock and deleted after it is released.
-func (s *Store) collectLocked(ctx context.Context) {
+// A collection takes its snapshot of the references, and drops the unused
+// layers from the index, in one short mu section; the deletions run after
+// it, under gcMu only, so lookups never wait for them (see Store).
+
+// collect deletes what nothing references, then empties the trash. Call it
+// with no lock held.
+func (s *Store) collect(ctx context.Context) {
+	s.gcMu.Lock()
+	s.collectUnderGC(ctx)
+	s.gcMu.Unlock()
+	s.emptyTrash(ctx)
+}
+
+func (s *Store) collectUnderGC(ctx context.Context) {
 	logger := klog.FromContext(ctx)
 	usedBlobs := map[string]bool{}
+	var unused []*layerRecord
+	s.mu.Lock()
 	usedLayers := map[string]bool{}
 	for _, rec := range s.images {
 		for _, b := range rec.allBlobs() {
@@ -50,19 +63,34 @@ func (s *Store) collectLocked(ctx context.Context) {
 	}
 	if !s.layerGCOff {
 		for diffID, rec := range s.layers {
-			if usedLayers[diffID] {
-				continue
+			if !usedLayers[diffID] {
+				// Out of the index now, in the section that found it
+				// unused: whoever needs it from here on unpacks it again
+				// (under a new number), nobody mounts this copy.
+				delete(s.layers, diffID)
+				unused = append(unused, rec)
 			}
-			// Record first: a dir without a record is garbage at the next
-			// load, a record without its dir would be a broken layer.
-			if err := os.Remove(s.layerPath(rec.ID) + ".json"); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				logger.Error(err, "Could not remove layer record", "diffID", diffID)
-				continue
-			}
-			delete(s.layers, diffID)
-			s.trashPath(ctx, s.layerPath(rec.ID))
-			logger.V(3).Info("Removed unused layer", "diffID", diffID, "dir", s.layerPath(rec.ID))
 		}
+	}
+	s.mu.Unlock()
+
+	s.hook("gc")
+	for _, rec := range unused {
+		// Record first: a dir without a record is garbage at the next
+		// load, a record without its dir would be a broken layer.
+		if err := os.Remove(s.layerPath(rec.ID) + ".json"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			logger.Error(err, "Could not remove layer record", "diffID", rec.DiffID)
+			// Keep it known, as it still is on disk; the next collection
+			// tries again.
+			s.mu.Lock()
+			if s.layers[rec.DiffID] == nil {
+				s.layers[rec.DiffID] = rec
+			}
+			s.mu.Unlock()
+			continue
+		}
+		s.trashPath(ctx, s.layerPath(rec.ID))
+		logger.V(3).Info("Removed unused layer", "diffID", rec.DiffID, "dir", s.layerPath(rec.ID))
 	}
 	blobs, err := s.content.list()
 	if err != nil {
@@ -70,6 +98,9 @@ func (s *Store) collectLocked(ctx context.Context) {
 		return
 	}
 	for _, b := range blobs {
+		// A blob stored after the snapshot was leased first, and the
+		// lease waited for gcMu: it is either in usedBlobs or not yet
+		// leased, and then not yet stored either.
 		if usedBlobs[b] {
 			continue
 		}
@@ -81,8 +112,8 @@ func (s *Store) collectLocked(ctx context.Context) {
 	}
 }
 
-// trashPath moves path into trash/ (cheap, under the lock); emptyTrash
-// deletes it later.
+// trashPath moves path into trash/ (a rename: cheap, and atomic for whoever
+// looks at path); emptyTrash deletes it later.
 func (s *Store) trashPath(ctx context.Context, path string) {
 	dst, err := os.MkdirTemp(s.trashDir(), "t-")
 	if err == nil {
@@ -115,11 +146,14 @@ type lease struct {
 func (s *Store) newLease() *lease { return &lease{s: s} }
 
 // add leases key; call it before checking whether the object exists, so
-// that a concurrent collection cannot delete it in between.
+// that a concurrent collection cannot delete it in between. It waits for a
+// collection in progress (gcMu), whose snapshot does not have the lease.
 func (l *lease) add(key string) {
+	l.s.gcMu.RLock()
 	l.s.mu.Lock()
 	l.s.leases[key]++
 	l.s.mu.Unlock()
+	l.s.gcMu.RUnlock()
 	l.mu.Lock()
 	l.keys = append(l.keys, key)
 	l.mu.Unlock()

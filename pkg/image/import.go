@@ -2,7 +2,6 @@ package image
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,10 +41,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader) ([]*Image, error) {
 		l.release()
 		// Archive files that are not blobs of an image (manifest.json...)
 		// were stored too; drop them.
-		s.mu.Lock()
-		s.collectLocked(ctx)
-		s.mu.Unlock()
-		s.emptyTrash(ctx)
+		s.collect(ctx)
 	}()
 	a, err := s.readArchive(ctx, l, r)
 	if err != nil {
@@ -256,40 +252,20 @@ func (s *Store) importManifest(ctx context.Context, l *lease, desc v1.Descriptor
 		}
 		mt := desc.MediaType
 		if !mt.IsIndex() && !mt.IsImage() {
-			// Some writers leave the media type to the manifest itself.
-			var probe struct {
-				MediaType types.MediaType `json:"mediaType"`
-				Manifests []any           `json:"manifests"`
-			}
-			json.Unmarshal(raw, &probe)
-			mt = probe.MediaType
-			if mt == "" && probe.Manifests != nil {
-				mt = types.OCIImageIndex
-			} else if mt == "" {
-				mt = types.OCIManifestSchema1
-			}
+			mt = sniffMediaType(raw)
 		}
-		if mt.IsIndex() {
+		child, m, err := parseManifestBlob(raw, mt, s.platform, s.limits)
+		if err != nil {
+			return nil, fmt.Errorf("manifest %s: %w", d, err)
+		}
+		if m == nil {
 			if depth >= 2 {
 				return nil, fmt.Errorf("index nesting too deep: %w", errdefs.ErrInvalidArgument)
 			}
-			idx, err := v1.ParseIndexManifest(bytes.NewReader(raw))
-			if err != nil {
-				return nil, fmt.Errorf("parse index %s: %w: %w", d, err, errdefs.ErrInvalidArgument)
-			}
-			if desc, err = selectManifest(idx, s.platform); err != nil {
-				return nil, err
-			}
+			desc = *child
 			d = desc.Digest.String()
-			if err := validDigest(d); err != nil {
-				return nil, err
-			}
 			blobs = append(blobs, d)
 			continue
-		}
-		m, err := v1.ParseManifest(bytes.NewReader(raw))
-		if err != nil {
-			return nil, fmt.Errorf("parse manifest %s: %w: %w", d, err, errdefs.ErrInvalidArgument)
 		}
 		rec, err := s.fetchContent(ctx, l, m, s.fromArchive(l))
 		if err != nil {

@@ -111,16 +111,16 @@ func readLayerRecord(path string) (*layerRecord, error) {
 // blobDigest. The caller holds a lease on "layer:"+diffID and on the blob.
 // Concurrent calls for one diff ID unpack once.
 func (s *Store) ensureLayer(ctx context.Context, diffID, blobDigest string) (*layerRecord, error) {
-	s.mu.Lock()
+	s.mu.RLock()
 	rec := s.layers[diffID]
-	s.mu.Unlock()
+	s.mu.RUnlock()
 	if rec != nil {
 		return rec, nil
 	}
 	return s.unpacks.do(ctx, diffID, func(ctx context.Context) (*layerRecord, error) {
-		s.mu.Lock()
+		s.mu.RLock()
 		rec := s.layers[diffID]
-		s.mu.Unlock()
+		s.mu.RUnlock()
 		if rec != nil {
 			return rec, nil
 		}
@@ -148,7 +148,9 @@ func (s *Store) unpack(ctx context.Context, diffID, blobDigest string) (_ *layer
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, err
 	}
-	got, err := unpackLayer(ctx, f, tmp)
+	// On failure (a bound exceeded included) the deferred cleanup above
+	// trashes and deletes the half-written dir: no partial layer is left.
+	got, err := unpackLayer(ctx, f, tmp, s.limits)
 	if err != nil {
 		return nil, fmt.Errorf("unpack layer %s: %w", diffID, err)
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/klog/v2"
@@ -21,9 +20,7 @@ import (
 )
 
 const (
-	userAgent       = "cri-shim"
-	maxManifestSize = 4 << 20
-	maxConfigSize   = 16 << 20
+	userAgent = "cri-shim"
 	// Parallel blob downloads and layer unpacks per pull.
 	downloadJobs = 3
 	unpackJobs   = 2
@@ -179,12 +176,16 @@ func (c *registryClient) manifest(ctx context.Context, id string) (*remote.Descr
 	var desc *remote.Descriptor
 	err := c.wd.run(ctx, "fetch manifest "+ref.String(), func(ctx context.Context) error {
 		var err error
-		desc, err = c.puller.Get(ctx, ref)
+		// remote.Get reads the whole body into memory (up to 100 MiB):
+		// bound the read itself, not just the result.
+		desc, err = c.puller.Get(withBodyLimit(ctx, maxManifestSize), ref)
 		return err
 	})
 	if err != nil {
 		return nil, classify(err)
 	}
+	// The transport enforced this already; the check keeps the bound
+	// visible where the manifest is used.
 	if len(desc.Manifest) > maxManifestSize {
 		return nil, fmt.Errorf("manifest %s is over %d bytes: %w", ref, maxManifestSize, errdefs.ErrInvalidArgument)
 	}
@@ -209,17 +210,18 @@ func (s *Store) fetchImage(ctx context.Context, c *registryClient, r Reference, 
 		return nil, err
 	}
 	blobs := []string{manifestDigest}
-	for depth := 0; mt.IsIndex(); depth++ {
+	var m *v1.Manifest
+	for depth := 0; ; depth++ {
+		child, mm, err := parseManifestBlob(raw, mt, s.platform, s.limits)
+		if err != nil {
+			return nil, fmt.Errorf("manifest %s: %w", manifestDigest, err)
+		}
+		if mm != nil {
+			m = mm
+			break
+		}
 		if depth >= 2 {
 			return nil, fmt.Errorf("index nesting too deep: %w", errdefs.ErrInvalidArgument)
-		}
-		idx, err := v1.ParseIndexManifest(bytes.NewReader(raw))
-		if err != nil {
-			return nil, fmt.Errorf("parse index %s: %w: %w", manifestDigest, err, errdefs.ErrInvalidArgument)
-		}
-		child, err := selectManifest(idx, s.platform)
-		if err != nil {
-			return nil, err
 		}
 		cd, err := c.manifest(ctx, child.Digest.String())
 		if err != nil {
@@ -230,16 +232,6 @@ func (s *Store) fetchImage(ctx context.Context, c *registryClient, r Reference, 
 			return nil, err
 		}
 		blobs = append(blobs, manifestDigest)
-	}
-	if mt.IsSchema1() {
-		return nil, fmt.Errorf("docker schema 1 manifests are not supported: %w", errdefs.ErrNotImplemented)
-	}
-	if !mt.IsImage() {
-		return nil, fmt.Errorf("%s is not an image manifest (%s): %w", manifestDigest, mt, errdefs.ErrInvalidArgument)
-	}
-	m, err := v1.ParseManifest(bytes.NewReader(raw))
-	if err != nil {
-		return nil, fmt.Errorf("parse manifest %s: %w: %w", manifestDigest, err, errdefs.ErrInvalidArgument)
 	}
 	rec, err := s.fetchContent(ctx, l, m, func(ctx context.Context, d string, size int64) error {
 		return s.fetchBlob(ctx, c, l, d, size)
@@ -258,15 +250,15 @@ func (s *Store) fetchImage(ctx context.Context, c *registryClient, r Reference, 
 
 // fetchContent makes sure the config and layers of manifest m are stored
 // (fetching them with fetch) and unpacked, and returns the image record
-// without names. Pulls and imports share it.
+// without names. Pulls and imports share it. fetch must read no more than
+// the size it is given (plus one byte, to detect an overlong blob).
 func (s *Store) fetchContent(ctx context.Context, l *lease, m *v1.Manifest, fetch func(ctx context.Context, d string, size int64) error) (*imageRecord, error) {
-	if m.Config.MediaType != "" && m.Config.MediaType != types.OCIConfigJSON && m.Config.MediaType != types.DockerConfigJSON {
-		return nil, fmt.Errorf("not a container image: config media type %s: %w", m.Config.MediaType, errdefs.ErrInvalidArgument)
-	}
-	cfgDigest := m.Config.Digest.String()
-	if err := validDigest(cfgDigest); err != nil {
+	// Every declared size is checked before anything is fetched: the
+	// config's bounds its download, then the read below.
+	if err := checkManifest(m, s.limits); err != nil {
 		return nil, err
 	}
+	cfgDigest := m.Config.Digest.String()
 	if err := fetch(ctx, cfgDigest, m.Config.Size); err != nil {
 		return nil, fmt.Errorf("image config: %w", err)
 	}
@@ -274,37 +266,9 @@ func (s *Store) fetchContent(ctx context.Context, l *lease, m *v1.Manifest, fetc
 	if err != nil {
 		return nil, err
 	}
-	cf, err := v1.ParseConfigFile(bytes.NewReader(cfgRaw))
+	rec, err := newImageRecord(m, cfgRaw)
 	if err != nil {
-		return nil, fmt.Errorf("parse image config %s: %w: %w", cfgDigest, err, errdefs.ErrInvalidArgument)
-	}
-	if len(cf.RootFS.DiffIDs) != len(m.Layers) {
-		return nil, fmt.Errorf("image config lists %d layers, manifest %d: %w", len(cf.RootFS.DiffIDs), len(m.Layers), errdefs.ErrInvalidArgument)
-	}
-	rec := &imageRecord{
-		Image: Image{ID: cfgDigest, Size: m.Config.Size, Config: convertConfig(cf.Config)},
-		Blobs: []string{cfgDigest},
-	}
-	for i, ld := range m.Layers {
-		d, diffID := ld.Digest.String(), cf.RootFS.DiffIDs[i].String()
-		if err := validDigest(d); err != nil {
-			return nil, err
-		}
-		if err := validDigest(diffID); err != nil {
-			return nil, err
-		}
-		if ld.MediaType != "" && !strings.Contains(string(ld.MediaType), "tar") {
-			return nil, fmt.Errorf("layer %s has media type %s, not a tar: %w", d, ld.MediaType, errdefs.ErrNotImplemented)
-		}
-		if strings.Contains(string(ld.MediaType), "encrypted") {
-			return nil, fmt.Errorf("layer %s is encrypted: %w", d, errdefs.ErrNotImplemented)
-		}
-		if ld.Size < 0 {
-			return nil, fmt.Errorf("layer %s has negative size: %w", d, errdefs.ErrInvalidArgument)
-		}
-		rec.Layers = append(rec.Layers, layerBlob{Digest: d, Size: ld.Size, MediaType: string(ld.MediaType)})
-		rec.DiffIDs = append(rec.DiffIDs, diffID)
-		rec.Size += ld.Size
+		return nil, err
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(downloadJobs)
@@ -380,75 +344,4 @@ func (m meteredReader) Read(p []byte) (int, error) {
 	n, err := m.r.Read(p)
 	m.c.Add(float64(n))
 	return n, err
-}
-
-func convertConfig(c v1.Config) ImageConfig {
-	return ImageConfig{
-		User:         c.User,
-		Env:          c.Env,
-		Entrypoint:   c.Entrypoint,
-		Cmd:          c.Cmd,
-		WorkingDir:   c.WorkingDir,
-		StopSignal:   c.StopSignal,
-		Volumes:      c.Volumes,
-		Labels:       c.Labels,
-		ExposedPorts: c.ExposedPorts,
-	}
-}
-
-// selectManifest picks the index entry for platform want: exact variant
-// first, then any variant when none is wanted, then an entry without a
-// variant, then an entry without a platform at all.
-func selectManifest(idx *v1.IndexManifest, want v1.Platform) (v1.Descriptor, error) {
-	best, bestScore := -1, -1
-	for i, d := range idx.Manifests {
-		if !d.MediaType.IsImage() && !d.MediaType.IsIndex() {
-			continue
-		}
-		if score := platformScore(d.Platform, want); score > bestScore {
-			best, bestScore = i, score
-		}
-	}
-	if best < 0 {
-		return v1.Descriptor{}, fmt.Errorf("no image for platform %s in index: %w", want.String(), errdefs.ErrNotFound)
-	}
-	return idx.Manifests[best], nil
-}
-
-func platformScore(p *v1.Platform, want v1.Platform) int {
-	if p == nil {
-		return 0
-	}
-	arch := normArch(p.Architecture)
-	if p.OS != want.OS || arch != normArch(want.Architecture) {
-		return -1
-	}
-	pv, wv := normVariant(arch, p.Variant), normVariant(arch, want.Variant)
-	switch {
-	case pv == wv:
-		return 4
-	case wv == "":
-		return 3
-	case pv == "":
-		return 2
-	default:
-		return -1
-	}
-}
-
-func normArch(a string) string {
-	switch a {
-	case "x86_64", "x86-64":
-		return "amd64"
-	case "aarch64":
-		return "arm64"
-	}
-	return a
-}
-
-func normVariant(arch, v string) string {
-	if arch == "arm64" && v == "v8" {
-		return ""
-	}
-	return v
 }

@@ -27,7 +27,8 @@ import (
 //
 // The record is written before the mount, so the layers of every prepared
 // rootfs are known after a restart and are kept by garbage collection until
-// RemoveRootfs, even if the image is removed meanwhile. After a reboot the
+// RemoveRootfs, even if the image is removed meanwhile. In memory the rootfs
+// is registered before the record is written (see Store's locking). After a reboot the
 // dirs are still there and the mount is not: PrepareRootfs mounts again,
 // keeping upper.
 type rootfsRecord struct {
@@ -113,41 +114,35 @@ func (s *Store) PrepareRootfs(ctx context.Context, imageID, key string) (_ strin
 	if err := validKey(key); err != nil {
 		return "", err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.rootfsLocks.lock(key)()
 	dir, upper, work, merged := s.rootfsPaths(key)
-	rec := s.rootfs[key]
-	if rec != nil {
-		if id, ok := fullID(imageID); !ok || id != rec.ImageID {
-			img, err := s.resolveLocked(imageID)
-			if err != nil {
-				return "", err
-			}
-			if img.ID != rec.ImageID {
-				return "", fmt.Errorf("rootfs %q exists for image %s, not %s: %w", key, rec.ImageID, img.ID, errdefs.ErrAlreadyExists)
-			}
-		}
-	} else {
-		img, err := s.resolveLocked(imageID)
-		if err != nil {
-			return "", err
-		}
+	s.mu.Lock()
+	rec, created, err := s.claimRootfsLocked(imageID, key)
+	// The layer dirs are looked up now, while the index is at hand; the
+	// claim keeps them from collection until RemoveRootfs.
+	lowers, missing := s.lowerDirsLocked(rec)
+	s.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	if created {
+		// The dir is not ours until Mkdir succeeds: an existing one is left
+		// alone.
 		if _, err := os.Lstat(dir); err == nil {
+			s.unclaimRootfs(ctx, rec)
 			return "", fmt.Errorf("rootfs dir %s exists without a readable record; remove it with RemoveRootfs: %w", dir, errdefs.ErrAlreadyExists)
 		}
-		rec = &rootfsRecord{Version: recordVersion, Key: key, ImageID: img.ID, DiffIDs: slices.Clone(img.DiffIDs)}
 		if err := os.Mkdir(dir, 0o711); err != nil {
+			s.unclaimRootfs(ctx, rec)
 			return "", fmt.Errorf("create rootfs dir: %w", err)
 		}
 		defer func() {
 			if retErr != nil {
-				if err := unmountAll(merged); err != nil {
-					logger.Error(err, "Could not unmount failed rootfs", "key", key)
-					return
-				}
-				os.RemoveAll(dir)
+				s.abandonRootfs(ctx, rec, dir, merged)
 			}
 		}()
+		// On disk before the mount: after a crash, the layers under the
+		// rootfs are known and kept.
 		if err := writeJSONAtomic(filepath.Join(dir, "rootfs.json"), rec); err != nil {
 			return "", err
 		}
@@ -162,13 +157,8 @@ func (s *Store) PrepareRootfs(ctx context.Context, imageID, key string) (_ strin
 		return "", err
 	}
 	if !mounted {
-		lowers := make([]string, 0, len(rec.DiffIDs))
-		for i := len(rec.DiffIDs) - 1; i >= 0; i-- {
-			l := s.layers[rec.DiffIDs[i]]
-			if l == nil {
-				return "", fmt.Errorf("rootfs %q: layer %s is missing: %w", key, rec.DiffIDs[i], errdefs.ErrDataLoss)
-			}
-			lowers = append(lowers, s.layerPath(l.ID))
+		if missing != "" {
+			return "", fmt.Errorf("rootfs %q: layer %s is missing: %w", key, missing, errdefs.ErrDataLoss)
 		}
 		if len(lowers) == 0 {
 			// An image without layers (scratch): overlay needs a lower dir.
@@ -178,13 +168,82 @@ func (s *Store) PrepareRootfs(ctx context.Context, imageID, key string) (_ strin
 			}
 			lowers = append(lowers, empty)
 		}
+		s.hook("mount")
 		if err := mountOverlay(lowers, upper, work, merged); err != nil {
 			return "", fmt.Errorf("mount rootfs %q: %w", key, err)
 		}
 		logger.V(2).Info("Mounted container rootfs", "key", key, "imageID", rec.ImageID, "path", merged, "layers", len(lowers))
 	}
-	s.rootfs[key] = rec
 	return merged, nil
+}
+
+// claimRootfsLocked finds the record of rootfs key, or makes one for the
+// image and registers it in the index (created): from then on, collections
+// keep its layers, whatever happens to the image.
+func (s *Store) claimRootfsLocked(imageID, key string) (rec *rootfsRecord, created bool, err error) {
+	if rec = s.rootfs[key]; rec != nil {
+		if id, ok := fullID(imageID); ok && id == rec.ImageID {
+			return rec, false, nil
+		}
+		img, err := s.resolveLocked(imageID)
+		if err != nil {
+			return nil, false, err
+		}
+		if img.ID != rec.ImageID {
+			return nil, false, fmt.Errorf("rootfs %q exists for image %s, not %s: %w", key, rec.ImageID, img.ID, errdefs.ErrAlreadyExists)
+		}
+		return rec, false, nil
+	}
+	img, err := s.resolveLocked(imageID)
+	if err != nil {
+		return nil, false, err
+	}
+	rec = &rootfsRecord{Version: recordVersion, Key: key, ImageID: img.ID, DiffIDs: slices.Clone(img.DiffIDs)}
+	s.rootfs[key] = rec
+	return rec, true, nil
+}
+
+// lowerDirsLocked returns the overlay lower dirs of rec, top layer first, or
+// the diff ID of a layer that is missing.
+func (s *Store) lowerDirsLocked(rec *rootfsRecord) (lowers []string, missing string) {
+	if rec == nil {
+		return nil, ""
+	}
+	lowers = make([]string, 0, len(rec.DiffIDs))
+	for i := len(rec.DiffIDs) - 1; i >= 0; i-- {
+		l := s.layers[rec.DiffIDs[i]]
+		if l == nil {
+			return nil, rec.DiffIDs[i]
+		}
+		lowers = append(lowers, s.layerPath(l.ID))
+	}
+	return lowers, ""
+}
+
+// abandonRootfs undoes a PrepareRootfs that created rec and its dir, and
+// failed. A rootfs that cannot be unmounted stays registered (its layers are
+// in use) for RemoveRootfs to finish.
+func (s *Store) abandonRootfs(ctx context.Context, rec *rootfsRecord, dir, merged string) {
+	if err := unmountAll(merged); err != nil {
+		klog.FromContext(ctx).Error(err, "Could not unmount failed rootfs", "key", rec.Key)
+		return
+	}
+	os.RemoveAll(dir)
+	s.unclaimRootfs(ctx, rec)
+}
+
+// unclaimRootfs drops the registration claimRootfsLocked made.
+func (s *Store) unclaimRootfs(ctx context.Context, rec *rootfsRecord) {
+	s.mu.Lock()
+	if s.rootfs[rec.Key] == rec {
+		delete(s.rootfs, rec.Key)
+	}
+	_, imageKept := s.images[rec.ImageID]
+	s.mu.Unlock()
+	if !imageKept {
+		// The image went while we held its layers: they are garbage now.
+		s.collect(ctx)
+	}
 }
 
 // UnmountRootfs unmounts the rootfs key, keeping its dirs. Unmounting one
@@ -193,9 +252,9 @@ func (s *Store) UnmountRootfs(key string) error {
 	if err := validKey(key); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.rootfsLocks.lock(key)()
 	_, _, _, merged := s.rootfsPaths(key)
+	s.hook("unmount")
 	return unmountAll(merged)
 }
 
@@ -206,37 +265,56 @@ func (s *Store) RemoveRootfs(ctx context.Context, key string) error {
 	if err := validKey(key); err != nil {
 		return err
 	}
-	s.mu.Lock()
+	unlock := s.rootfsLocks.lock(key)
 	dir, _, _, merged := s.rootfsPaths(key)
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		s.mu.Lock()
 		delete(s.rootfs, key)
 		s.mu.Unlock()
+		unlock()
 		return nil
 	}
+	s.hook("unmount")
 	if err := unmountAll(merged); err != nil {
-		s.mu.Unlock()
+		unlock()
 		return fmt.Errorf("remove rootfs %q: %w", key, err)
 	}
-	_, known := s.rootfs[key]
+	// Out of rootfs/ first, out of the index after: a collection in
+	// between still keeps the layers, which nothing mounts any more.
 	s.trashPath(ctx, dir)
-	delete(s.rootfs, key)
+	// The key lock keeps the key's entry as it is until we delete it.
+	known := s.knownRootfs(key)
+	unreadableLeft := !known && s.anyUnreadableRootfs()
+	s.mu.Lock()
 	if !known && s.layerGCOff {
-		s.layerGCOff = s.anyUnreadableRootfsLocked()
+		s.layerGCOff = unreadableLeft
 	}
-	s.collectLocked(ctx)
+	delete(s.rootfs, key)
 	s.mu.Unlock()
-	s.emptyTrash(ctx)
+	unlock()
+	s.collect(ctx)
 	klog.FromContext(ctx).V(2).Info("Removed container rootfs", "key", key)
 	return nil
 }
 
-// anyUnreadableRootfsLocked reports whether a rootfs dir without a loaded
-// record remains.
-func (s *Store) anyUnreadableRootfsLocked() bool {
+func (s *Store) knownRootfs(key string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.rootfs[key] != nil
+}
+
+// anyUnreadableRootfs reports whether a rootfs dir without a loaded record
+// remains. The dir is read before the index: a rootfs being created is in
+// the index before its dir exists, and a dir whose record failed to load is
+// never in the index, so a race can only make the answer "yes" wrongly,
+// which keeps layer collection off a little longer.
+func (s *Store) anyUnreadableRootfs() bool {
 	entries, err := os.ReadDir(s.rootfsDir())
 	if err != nil {
 		return true
 	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	for _, e := range entries {
 		if e.IsDir() && validKey(e.Name()) == nil && s.rootfs[e.Name()] == nil {
 			return true

@@ -45,8 +45,8 @@ type Options struct {
 	// Registerer receives the pull metrics; nil registers none.
 	Registerer prometheus.Registerer
 	// InUse, if set, is asked by Remove whether a container uses the
-	// image; it is called with the store locked and must not call back
-	// into the Store.
+	// image. It is called with the image-record lock held (not the index
+	// lock): it may call Get and List, but not Remove, Pin, Pull or Import.
 	InUse func(imageID string) bool
 }
 
@@ -58,11 +58,47 @@ const (
 
 // Store is the image store. Its methods are safe for concurrent use.
 //
-// Locking: mu guards the in-memory index (images, names, layers, rootfs,
-// leases). Network transfers and layer unpacking run without it; commits,
-// lookups, removal, garbage collection and rootfs mount changes hold it.
-// Deleting large trees happens after renaming them into trash/ under the
-// lock, then without it.
+// # Locking
+//
+// mu guards the in-memory index (images, names, layers, rootfs, leases,
+// nextLayer, layerGCOff) and is held for map operations only: never across
+// file I/O, an fsync, a mount or unmount, a registry request or a garbage
+// collection. The reads CRI makes all the time (Get, List, FsUsage: its
+// ImageStatus, ListImages and ImageFsInfo) take nothing else, so they never
+// wait for a CreateContainer's mount or a RemoveImage's collection. Records
+// in the maps are never modified in place: a writer installs a new copy.
+//
+// The slow mutations are serialised by locks of their own, taken before mu:
+//
+//   - rootfsLocks: one per rootfs key, held by PrepareRootfs, UnmountRootfs
+//     and RemoveRootfs across their mkdirs, record fsync, mount and unmount,
+//     so that two operations on one container's rootfs never interleave.
+//   - recMu: held by the writers of image records (commit, Pin, Remove)
+//     from reading the index to installing the result, across the record
+//     fsync, so that memory and disk change together and a Remove cannot
+//     interleave with a commit of the same image or name.
+//   - gcMu: a collection holds it exclusively from its snapshot of what is
+//     used to its last deletion; lease.add holds it shared, so that a blob
+//     leased (and then found present) cannot be deleted by a collection that
+//     took its snapshot before the lease. Layers need no such care: a
+//     collection drops an unused layer from the index in the same mu section
+//     that found it unused, and every user looks layers up in the index.
+//
+// Lock order: rootfsLocks[key] -> recMu -> gcMu -> mu. A goroutine may take
+// a lock only if it holds none to its right (and takes at most one rootfs
+// key). Invariants that span the locks:
+//
+//   - PrepareRootfs registers the rootfs (and so its layers) in the index
+//     in the same mu section that resolves the image, before any disk work,
+//     so a collection that runs during the mount keeps its layers, even if
+//     the image is removed meanwhile; the record reaches disk before the
+//     mount, so after a crash the layers are still known.
+//   - Remove asks InUse and refuses pinned images under recMu, then removes
+//     the record from disk before the index entry, so that a removal that
+//     fails leaves both; commit and Pin write the record before installing
+//     it, so the index never shows what a restart would not find.
+//   - Trees are deleted by renaming them into trash/, then emptying trash/
+//     with no lock held.
 type Store struct {
 	root       string
 	configDir  string
@@ -72,8 +108,13 @@ type Store struct {
 	metrics    *metrics
 	transports transports
 	inUse      func(string) bool
+	limits     limits
 
-	mu        sync.Mutex
+	rootfsLocks keyedMutex
+	recMu       sync.Mutex
+	gcMu        sync.RWMutex
+
+	mu        sync.RWMutex
 	images    map[string]*imageRecord  // by ID
 	names     map[string]string        // RepoTag or RepoDigest -> ID
 	layers    map[string]*layerRecord  // by diff ID
@@ -88,6 +129,20 @@ type Store struct {
 	pulls   flight[*Image]
 	blobs   flight[struct{}]
 	unpacks flight[*layerRecord]
+
+	// testHook, if set, is called where slow work is about to start with
+	// the locks of that work held: "mount" (PrepareRootfs), "unmount"
+	// (UnmountRootfs, RemoveRootfs), "record" (an image record fsync), "gc"
+	// (a collection, between its snapshot and its deletions). Tests block
+	// in it to show that reads do not wait.
+	testHook func(point string)
+}
+
+// hook calls testHook.
+func (s *Store) hook(point string) {
+	if s.testHook != nil {
+		s.testHook(point)
+	}
 }
 
 func (s *Store) imagesDir() string { return filepath.Join(s.root, "images") }
@@ -121,6 +176,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		configDir: opts.RegistryConfigDir,
 		platform:  opts.Platform,
 		inUse:     opts.InUse,
+		limits:    defaultLimits(),
 		images:    map[string]*imageRecord{},
 		names:     map[string]string{},
 		layers:    map[string]*layerRecord{},
@@ -169,10 +225,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	if err := s.loadRootfs(ctx); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	s.collectLocked(ctx)
-	s.mu.Unlock()
-	s.emptyTrash(ctx)
+	s.collect(ctx)
 	logger.V(2).Info("Image store loaded", "root", root, "images", len(s.images), "layers", len(s.layers), "rootfs", len(s.rootfs))
 	return s, nil
 }
@@ -306,8 +359,8 @@ func (s *Store) writeImageRecord(rec *imageRecord) error {
 // prefix. It returns an errdefs.ErrNotFound-wrapped error when absent and
 // errdefs.ErrInvalidArgument for a malformed reference.
 func (s *Store) Get(ref string) (*Image, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	rec, err := s.resolveLocked(ref)
 	if err != nil {
 		return nil, err
@@ -317,8 +370,8 @@ func (s *Store) Get(ref string) (*Image, error) {
 
 // List returns every image, sorted by ID.
 func (s *Store) List() []*Image {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	out := make([]*Image, 0, len(s.images))
 	for _, id := range slices.Sorted(maps.Keys(s.images)) {
 		out = append(out, s.exportLocked(s.images[id]))
@@ -387,9 +440,11 @@ func (s *Store) isPinnedLocked(rec *imageRecord) bool {
 
 // Pin marks an existing image as never to be removed, persistently.
 func (s *Store) Pin(ref string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	s.mu.RLock()
 	rec, err := s.resolveLocked(ref)
+	s.mu.RUnlock()
 	if err != nil {
 		return err
 	}
@@ -398,10 +453,13 @@ func (s *Store) Pin(ref string) error {
 	}
 	upd := *rec
 	upd.Pinned = true
+	s.hook("record")
 	if err := s.writeImageRecord(&upd); err != nil {
 		return fmt.Errorf("pin image %s: %w", rec.ID, err)
 	}
+	s.mu.Lock()
 	s.images[rec.ID] = &upd
+	s.mu.Unlock()
 	return nil
 }
 
@@ -413,39 +471,50 @@ func (s *Store) Pin(ref string) error {
 // errdefs.ErrFailedPrecondition-wrapped error.
 func (s *Store) Remove(ctx context.Context, ref string) error {
 	logger := klog.FromContext(ctx)
-	s.mu.Lock()
-	rec, err := s.resolveLocked(ref)
-	if errdefs.IsNotFound(err) {
-		s.mu.Unlock()
-		return nil
-	}
-	if err != nil {
-		s.mu.Unlock()
+	rec, err := s.removeRecord(ref)
+	if err != nil || rec == nil {
 		return err
 	}
-	if s.isPinnedLocked(rec) {
-		s.mu.Unlock()
-		return fmt.Errorf("image %s is pinned: %w", rec.ID, errdefs.ErrFailedPrecondition)
+	s.collect(ctx)
+	logger.V(2).Info("Removed image", "imageID", rec.ID, "repoTags", rec.RepoTags)
+	return nil
+}
+
+// removeRecord removes the image record and index entry of ref, everything
+// Remove does but the collection; rec is nil when there was no such image.
+func (s *Store) removeRecord(ref string) (*imageRecord, error) {
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	s.mu.RLock()
+	rec, err := s.resolveLocked(ref)
+	pinned := err == nil && s.isPinnedLocked(rec)
+	s.mu.RUnlock()
+	if errdefs.IsNotFound(err) {
+		return nil, nil
 	}
+	if err != nil {
+		return nil, err
+	}
+	if pinned {
+		return nil, fmt.Errorf("image %s is pinned: %w", rec.ID, errdefs.ErrFailedPrecondition)
+	}
+	// recMu keeps rec current until it is gone; a container created from
+	// it meanwhile keeps its layers through its rootfs record.
 	if s.inUse != nil && s.inUse(rec.ID) {
-		s.mu.Unlock()
-		return fmt.Errorf("image %s is in use by a container: %w", rec.ID, errdefs.ErrFailedPrecondition)
+		return nil, fmt.Errorf("image %s is in use by a container: %w", rec.ID, errdefs.ErrFailedPrecondition)
 	}
 	if err := os.Remove(s.imageRecordPath(rec.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		s.mu.Unlock()
-		return fmt.Errorf("remove image record %s: %w", rec.ID, err)
+		return nil, fmt.Errorf("remove image record %s: %w", rec.ID, err)
 	}
+	s.mu.Lock()
 	delete(s.images, rec.ID)
 	for _, n := range rec.names() {
 		if s.names[n] == rec.ID {
 			delete(s.names, n)
 		}
 	}
-	s.collectLocked(ctx)
 	s.mu.Unlock()
-	s.emptyTrash(ctx)
-	logger.V(2).Info("Removed image", "imageID", rec.ID, "repoTags", rec.RepoTags)
-	return nil
+	return rec, nil
 }
 
 // commit records an image under its names, merging with a record of the
@@ -453,8 +522,40 @@ func (s *Store) Remove(ctx context.Context, ref string) error {
 // The caller holds leases on every blob and layer of rec.
 func (s *Store) commit(ctx context.Context, rec *imageRecord, names []string) (*Image, error) {
 	logger := klog.FromContext(ctx)
+	// recMu: nobody else changes images or names until ours are installed,
+	// so what is read here under mu stays true across the record writes.
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	s.mu.RLock()
+	upd, moved := s.commitPlanLocked(rec, names)
+	s.mu.RUnlock()
+	s.hook("record")
+	if err := s.writeImageRecord(upd); err != nil {
+		return nil, fmt.Errorf("write image record: %w", err)
+	}
+	for _, o := range moved {
+		// Memory is right either way; on disk the newer record wins a
+		// name at the next load, so a failure here only costs a log line.
+		if err := s.writeImageRecord(o); err != nil {
+			logger.Error(err, "Could not update image record after moving a tag", "imageID", o.ID)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.images[upd.ID] = upd
+	for _, n := range names {
+		s.names[n] = upd.ID
+	}
+	for _, o := range moved {
+		s.images[o.ID] = o
+		logger.V(2).Info("Moved image name", "from", o.ID, "to", upd.ID)
+	}
+	return s.exportLocked(upd), nil
+}
+
+// commitPlanLocked computes what commit installs: rec merged with the record
+// of the same ID, and updated copies of the images that lose a name to it.
+func (s *Store) commitPlanLocked(rec *imageRecord, names []string) (*imageRecord, map[string]*imageRecord) {
 	upd := *rec
 	if old := s.images[rec.ID]; old != nil {
 		upd = *old
@@ -491,21 +592,5 @@ func (s *Store) commit(ctx context.Context, rec *imageRecord, names []string) (*
 		o.Updated = time.Now()
 	}
 	upd.Updated = time.Now()
-	if err := s.writeImageRecord(&upd); err != nil {
-		return nil, fmt.Errorf("write image record: %w", err)
-	}
-	s.images[upd.ID] = &upd
-	for _, n := range names {
-		s.names[n] = upd.ID
-	}
-	for _, o := range moved {
-		// Memory is right either way; on disk the newer record wins a
-		// name at the next load, so a failure here only costs a log line.
-		if err := s.writeImageRecord(o); err != nil {
-			logger.Error(err, "Could not update image record after moving a tag", "imageID", o.ID)
-		}
-		s.images[o.ID] = o
-		logger.V(2).Info("Moved image name", "from", o.ID, "to", upd.ID)
-	}
-	return s.exportLocked(&upd), nil
+	return &upd, moved
 }

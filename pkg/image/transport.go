@@ -1,12 +1,16 @@
 package image
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/containerd/errdefs"
 
 	"github.com/cri-shim/cri-shim/pkg/image/hosts"
 )
@@ -39,7 +43,7 @@ func (t *transports) get(h hosts.Host) (http.RoundTripper, error) {
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
-	rt := progressTransport{next: hostTransport{host: h, next: base}}
+	rt := limitTransport{next: progressTransport{next: hostTransport{host: h, next: base}}}
 	if t.m == nil {
 		t.m = map[string]http.RoundTripper{}
 	}
@@ -75,4 +79,46 @@ func (t hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return t.next.RoundTrip(req)
+}
+
+type bodyLimitKey struct{}
+
+// withBodyLimit bounds every response body read under ctx to n bytes.
+//
+// Manifests need it: go-containerregistry's remote.Get reads the whole body
+// into memory before returning, bounded only by its own 100 MiB limit, which
+// no option lowers, so checking the size afterwards would be too late. This
+// bound is on the read itself: a declared Content-Length over n fails before
+// the body is read, and a body that runs past n fails at byte n+1. It applies
+// to everything the operation fetches (a /v2/ ping and a token answer too,
+// which are far smaller).
+func withBodyLimit(ctx context.Context, n int64) context.Context {
+	return context.WithValue(ctx, bodyLimitKey{}, n)
+}
+
+// limitTransport enforces withBodyLimit.
+type limitTransport struct {
+	next http.RoundTripper
+}
+
+func (t limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	n, ok := req.Context().Value(bodyLimitKey{}).(int64)
+	// A HEAD answer declares the size of a body it does not send.
+	if !ok || err != nil || resp == nil || req.Method == http.MethodHead {
+		return resp, err
+	}
+	if resp.ContentLength > n {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s %s: response declares %d bytes, over the %d-byte limit: %w",
+			req.Method, req.URL.Redacted(), resp.ContentLength, n, errdefs.ErrInvalidArgument)
+	}
+	what := fmt.Sprintf("response body of %s %s", req.Method, req.URL.Redacted())
+	resp.Body = cappedBody{Reader: newCapReader(resp.Body, n, what), Closer: resp.Body}
+	return resp, nil
+}
+
+type cappedBody struct {
+	io.Reader
+	io.Closer
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"strconv"
@@ -43,6 +44,13 @@ import (
 // OCI whiteouts become overlayfs ones: ".wh.name" -> a 0:0 character device
 // "name"; ".wh..wh..opq" -> trusted.overlay.opaque=y on the directory. Other
 // trusted.overlay.* xattrs in the tar are dropped: they would steer overlayfs.
+//
+// Bounds (limits): the decompressed stream is read through a cap of
+// layerBytes; the bytes entries write (file sizes, xattr values) are summed
+// and checked against layerBytes before each entry is written, as a sparse
+// entry writes more than the stream holds; and the number of entries is
+// capped at layerEntries. Exceeding one fails the unpack with
+// errdefs.ErrInvalidArgument, and the caller deletes the half-written dir.
 
 const (
 	whiteoutPrefix = ".wh."
@@ -52,25 +60,36 @@ const (
 )
 
 // unpackLayer decompresses (gzip, zstd or none, by magic number) and applies
-// the layer r into dir, an existing empty directory, and returns the layer's
-// diff ID (sha256 of the uncompressed tar stream).
-func unpackLayer(ctx context.Context, r io.Reader, dir string) (string, error) {
+// the layer r into dir, an existing empty directory, within the bounds lim,
+// and returns the layer's diff ID (sha256 of the uncompressed tar stream).
+func unpackLayer(ctx context.Context, r io.Reader, dir string, lim limits) (string, error) {
 	dr, err := decompress(r)
 	if err != nil {
 		return "", err
 	}
 	defer dr.Close()
 	h := sha256.New()
-	tee := io.TeeReader(dr, h)
-	if err := applyTar(ctx, tar.NewReader(tee), dir); err != nil {
+	// Capped before hashing: a bomb stops at the bound, also in the
+	// trailer, which nothing else would limit.
+	tee := io.TeeReader(newCapReader(dr, lim.layerBytes, "uncompressed layer"), h)
+	if err := applyTar(ctx, tar.NewReader(tee), dir, lim); err != nil {
 		return "", err
 	}
 	// The diff ID covers the whole stream, including the end-of-archive
 	// blocks and padding after the last entry.
 	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return "", fmt.Errorf("read layer trailer: %w: %w", err, errdefs.ErrDataLoss)
+		return "", fmt.Errorf("read layer trailer: %w", corrupt(err))
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// corrupt marks a failure to read the layer stream as data loss, unless it
+// already says what is wrong (the stream went past its bound).
+func corrupt(err error) error {
+	if errdefs.IsInvalidArgument(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", err, errdefs.ErrDataLoss)
 }
 
 var (
@@ -94,7 +113,13 @@ func decompress(r io.Reader) (io.ReadCloser, error) {
 		}
 		return zr, nil
 	case bytes.HasPrefix(head, zstdMagic):
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<30))
+		if err := checkZstdWindow(br); err != nil {
+			return nil, err
+		}
+		// A frame header picks the window the decoder allocates (a
+		// single-segment frame: its whole content size); the decoder
+		// refuses frames that ask for more than zstdMaxWindow.
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdMaxWindow))
 		if err != nil {
 			return nil, fmt.Errorf("open zstd layer: %w: %w", err, errdefs.ErrDataLoss)
 		}
@@ -104,8 +129,28 @@ func decompress(r io.Reader) (io.ReadCloser, error) {
 	}
 }
 
-// applyTar writes the entries of tr into dir.
-func applyTar(ctx context.Context, tr *tar.Reader, dir string) error {
+// checkZstdWindow refuses a layer whose first zstd frame declares a window
+// over zstdMaxWindow, with the bound's error rather than the decoder's (which
+// reads as corruption). The decoder enforces the bound on later frames.
+func checkZstdWindow(br *bufio.Reader) error {
+	// Short input leaves the header undecodable; the decoder reports it.
+	peek, _ := br.Peek(zstd.HeaderMaxSize)
+	var h zstd.Header
+	if h.Decode(peek) != nil || h.Skippable {
+		return nil
+	}
+	window := h.WindowSize
+	if h.SingleSegment {
+		window = h.FrameContentSize
+	}
+	if window > zstdMaxWindow {
+		return fmt.Errorf("zstd layer declares a %d-byte window, over the %d-byte limit: %w", window, zstdMaxWindow, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// applyTar writes the entries of tr into dir, within lim.
+func applyTar(ctx context.Context, tr *tar.Reader, dir string, lim limits) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return fmt.Errorf("open layer dir: %w", err)
@@ -113,6 +158,7 @@ func applyTar(ctx context.Context, tr *tar.Reader, dir string) error {
 	defer root.Close()
 	u := unpacker{root: root, chown: os.Geteuid() == 0}
 	var dirs []*tar.Header
+	var written int64 // bytes entries declare they write
 	for i := 0; ; i++ {
 		if i%256 == 0 && ctx.Err() != nil {
 			return context.Cause(ctx)
@@ -122,8 +168,18 @@ func applyTar(ctx context.Context, tr *tar.Reader, dir string) error {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("read layer tar: %w: %w", err, errdefs.ErrDataLoss)
+			return fmt.Errorf("read layer tar: %w", corrupt(err))
 		}
+		if i >= lim.layerEntries {
+			return fmt.Errorf("layer has more than %d entries: %w", lim.layerEntries, errdefs.ErrInvalidArgument)
+		}
+		// Checked before the entry is written; written never exceeds the
+		// bound, so the subtraction cannot wrap.
+		n := entryBytes(hdr)
+		if n > lim.layerBytes-written {
+			return fmt.Errorf("layer entry %q: layer writes more than %d bytes: %w", hdr.Name, lim.layerBytes, errdefs.ErrInvalidArgument)
+		}
+		written += n
 		name, ok := cleanName(hdr.Name)
 		if !ok {
 			// The layer root itself: its attributes come from the
@@ -148,6 +204,25 @@ func applyTar(ctx context.Context, tr *tar.Reader, dir string) error {
 		}
 	}
 	return nil
+}
+
+// entryBytes is what applying hdr writes: a regular file's content (all of
+// it, holes of a sparse file included) and its xattr values. The sum
+// saturates at math.MaxInt64 rather than wrap.
+func entryBytes(hdr *tar.Header) int64 {
+	var n int64 // xattr values: at most the tar reader's 1 MiB of PAX records
+	for k, v := range hdr.PAXRecords {
+		if strings.HasPrefix(k, paxXattrPrefix) {
+			n += int64(len(v))
+		}
+	}
+	if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeRegA {
+		if hdr.Size > math.MaxInt64-n {
+			return math.MaxInt64
+		}
+		n += max(hdr.Size, 0)
+	}
+	return n
 }
 
 // cleanName makes a tar path relative to the layer root; ok is false for

@@ -53,7 +53,7 @@ func FuzzUnpack(f *testing.F) {
 			// A 0000 dir from the tar would make TempDir's cleanup fail.
 			t.Cleanup(func() { makeWritable(s.layer) })
 		}
-		_, _ = unpackLayer(context.Background(), bytes.NewReader(data), s.layer)
+		_, _ = unpackLayer(context.Background(), bytes.NewReader(data), s.layer, defaultLimits())
 		s.check(t)
 		fixed.check(t)
 		if entries, _ := os.ReadDir(fixed.layer); len(entries) != 0 {

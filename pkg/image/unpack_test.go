@@ -399,7 +399,7 @@ func TestUnpack(t *testing.T) {
 		t.Run(tc.desc, func(t *testing.T) {
 			s := newSandbox(t)
 			raw := makeTar(t, tc.entries(s))
-			diffID, err := unpackLayer(context.Background(), bytes.NewReader(raw), s.layer)
+			diffID, err := unpackLayer(context.Background(), bytes.NewReader(raw), s.layer, defaultLimits())
 			s.check(t)
 			if tc.wantErr {
 				if err == nil {
@@ -448,7 +448,7 @@ func TestUnpackCompression(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
 			s := newSandbox(t)
-			diffID, err := unpackLayer(context.Background(), bytes.NewReader(tc.blob), s.layer)
+			diffID, err := unpackLayer(context.Background(), bytes.NewReader(tc.blob), s.layer, defaultLimits())
 			s.check(t)
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {

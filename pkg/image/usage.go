@@ -23,12 +23,12 @@ type Usage struct {
 // layer is unpacked, so this does not walk the layers.
 func (s *Store) FsUsage() (Usage, error) {
 	u := Usage{Mountpoint: s.root}
-	s.mu.Lock()
+	s.mu.RLock()
 	for _, l := range s.layers {
 		u.UsedBytes += l.Bytes
 		u.InodesUsed += l.Inodes
 	}
-	s.mu.Unlock()
+	s.mu.RUnlock()
 	for _, dir := range []string{s.content.dir, s.imagesDir()} {
 		b, i, err := diskUsage(dir)
 		if err != nil {
