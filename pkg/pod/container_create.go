@@ -151,7 +151,7 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 		c.Pid, c.StartTime = pid, startTime
 		c.User = &ContainerUser{UID: ident.uid, GID: ident.gid, Groups: groups}
 		if c.State == ContainerCreating {
-			c.State = ContainerCreated
+			return c.setState(ContainerCreated)
 		}
 		return nil
 	})

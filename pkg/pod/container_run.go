@@ -34,7 +34,10 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 	}
 	if err := m.runc.StartCreated(ctx, id, c.Pid, c.StartTime); err != nil {
 		m.containers.update(id, func(c *Container) error {
-			c.State, c.ExitCode, c.Reason, c.Message, c.FinishedAt = ContainerExited, 128, "StartError", err.Error(), time.Now()
+			if err := c.setState(ContainerExited); err != nil {
+				return err
+			}
+			c.ExitCode, c.Reason, c.Message, c.FinishedAt = 128, "StartError", err.Error(), time.Now()
 			return nil
 		})
 		return fmt.Errorf("start container %s: %w", id, err)
@@ -46,7 +49,7 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 	c, err := m.containers.update(id, func(c *Container) error {
 		c.StartedAt = started
 		if c.State == ContainerCreated {
-			c.State = ContainerRunning
+			return c.setState(ContainerRunning)
 		} else if !c.FinishedAt.IsZero() && c.FinishedAt.Before(started) {
 			c.StartedAt = c.FinishedAt // it exited before we could note the start
 		}

@@ -147,7 +147,10 @@ func (m *Manager) handleExit(ctx context.Context, e monitor.Exit) {
 			if c.State == ContainerExited {
 				return nil
 			}
-			c.State, c.ExitCode, c.FinishedAt, c.Reason = ContainerExited, int32(e.ExitCode), e.FinishedAt, reason
+			if err := c.setState(ContainerExited); err != nil {
+				return err
+			}
+			c.ExitCode, c.FinishedAt, c.Reason = int32(e.ExitCode), e.FinishedAt, reason
 			return nil
 		})
 		if err != nil {
@@ -161,7 +164,7 @@ func (m *Manager) handleExit(ctx context.Context, e monitor.Exit) {
 		// kubelet must recreate the sandbox.
 		if _, err := m.sandboxes.update(e.ID, func(s *Sandbox) error {
 			if s.State == SandboxReady {
-				s.State = SandboxNotReady
+				return s.setState(SandboxNotReady)
 			}
 			return nil
 		}); err != nil {

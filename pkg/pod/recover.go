@@ -56,7 +56,7 @@ func (m *Manager) recover(ctx context.Context) []recoveryStep {
 		if sb.State == SandboxReady && !m.runc.Exists(id) {
 			// Rebooted (or the pause was deleted behind our back): the
 			// pod's namespaces are gone.
-			m.sandboxes.update(id, func(s *Sandbox) error { s.State = SandboxNotReady; return nil })
+			m.sandboxes.update(id, func(s *Sandbox) error { return s.setState(SandboxNotReady) })
 		}
 		if !m.runc.Exists(id) {
 			m.removeCgroup(sb, id)
@@ -114,7 +114,8 @@ func (m *Manager) recover(ctx context.Context) []recoveryStep {
 			if st, err := m.runc.State(ctx, id); err == nil && st.Status == "running" {
 				m.containers.update(id, func(c *Container) error {
 					if c.State == ContainerCreated {
-						c.State, c.StartedAt = ContainerRunning, time.Now()
+						c.StartedAt = time.Now()
+						return c.setState(ContainerRunning)
 					}
 					return nil
 				})
@@ -195,7 +196,7 @@ func (m *Manager) undoHalfMadeSandbox(ctx context.Context, id string) error {
 		if err != nil {
 			if _, uerr := m.sandboxes.update(id, func(s *Sandbox) error {
 				if s.State == SandboxCreating {
-					s.State = SandboxNotReady
+					return s.setState(SandboxNotReady)
 				}
 				return nil
 			}); uerr != nil {

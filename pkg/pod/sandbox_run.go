@@ -131,8 +131,8 @@ func (m *Manager) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	}
 
 	sb, err := m.sandboxes.update(id, func(s *Sandbox) error {
-		s.State, s.IPs, s.PausePid, s.PauseStartTime = SandboxReady, nr.ips, pid, pauseStart
-		return nil
+		s.IPs, s.PausePid, s.PauseStartTime = nr.ips, pid, pauseStart
+		return s.setState(SandboxReady)
 	})
 	if err != nil {
 		return "", err

@@ -69,8 +69,8 @@ func (m *Manager) StopPod(ctx context.Context, id string) error {
 		return err
 	}
 	updated, err := m.sandboxes.update(id, func(s *Sandbox) error {
-		s.State, s.CNIAdded, s.PausePid, s.PauseStartTime = SandboxNotReady, false, 0, 0
-		return nil
+		s.CNIAdded, s.PausePid, s.PauseStartTime = false, 0, 0
+		return s.setState(SandboxNotReady)
 	})
 	if err != nil {
 		return err

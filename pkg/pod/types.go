@@ -16,7 +16,9 @@ import (
 //	                       record deleted)
 //
 // Creating is written to disk before the first side effect (the intent),
-// so a crash at any step is undone by recovery.
+// so a crash at any step is undone by recovery; an undo that fails leaves
+// the sandbox NotReady (listed, retried, removable). Every change goes
+// through Sandbox.setState (states.go), which allows only these arrows.
 type SandboxState string
 
 const (
@@ -60,7 +62,10 @@ type Sandbox struct {
 //	                              │ crash before "created" is recorded: undone at start-up
 //	                              └──────────────────────────────────────────────▶ Exited (never started)
 //
-// Unknown marks a record that could not be read; kubelet removes it.
+// Creating (written before the first side effect) becomes Created once runc
+// create is done, or Exited if the process died first. Unknown marks a
+// record that could not be read; kubelet removes it. Every change goes
+// through Container.setState (states.go), which allows only these arrows.
 type ContainerState string
 
 const (
