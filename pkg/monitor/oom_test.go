@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -115,6 +116,26 @@ func TestKernelCgroupPath(t *testing.T) {
 	} {
 		if got := kernelCgroupPath(dir); got != want {
 			t.Errorf("kernelCgroupPath(%q) = %q, want %q", dir, got, want)
+		}
+	}
+}
+
+func TestRuntimeCreateArgv(t *testing.T) {
+	for _, tc := range []struct {
+		desc    string
+		req     CreateRequest
+		console string
+		want    string
+		op      string
+	}{
+		{"create, cgroupfs", CreateRequest{ID: "c1", Bundle: "/b", RuntimeBinary: "runc", RuntimeRoot: "/r"}, "",
+			"runc --root /r --log /l --log-format json create --bundle /b --pid-file /p c1", "create"},
+		{"run detached, systemd, terminal", CreateRequest{ID: "p1", Bundle: "/b", RuntimeBinary: "crun", RuntimeRoot: "/r", Run: true, SystemdCgroup: true}, "/c.sock",
+			"crun --root /r --systemd-cgroup --log /l --log-format json run --detach --bundle /b --pid-file /p --console-socket /c.sock p1", "run"},
+	} {
+		argv, op := runtimeCreateArgv(&tc.req, "/l", "/p", tc.console)
+		if got := strings.Join(argv, " "); got != tc.want || op != tc.op {
+			t.Errorf("%s:\n got %s (%s)\nwant %s (%s)", tc.desc, got, op, tc.want, tc.op)
 		}
 	}
 }

@@ -189,56 +189,21 @@ func (s *Server) create(req *CreateRequest) (pid int, err error) {
 		return 0, err
 	}
 
-	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	files, ours, console, err := s.openStdio(c, req)
+	closeOnExit = append(closeOnExit, ours...)
 	if err != nil {
 		return 0, err
 	}
-	closeOnExit = append(closeOnExit, devnull)
-	files := []*os.File{devnull, devnull, devnull}
-	var console *Console
-	switch {
-	case req.Terminal:
-		if console, err = ListenConsole(); err != nil {
-			return 0, err
-		}
+	if console != nil {
 		defer console.Close()
-	case req.LogPath != "" || req.Stdin:
-		c.rec.Fifos = true
-		for i, name := range []string{"stdout", "stderr"} {
-			containerEnd, monitorEnd, err := openFifo(stdioFifo(s.dir, req.ID, name))
-			if err != nil {
-				return 0, err
-			}
-			closeOnExit = append(closeOnExit, containerEnd)
-			files[i+1] = containerEnd
-			c.streams = append(c.streams, &stream{name: name, f: monitorEnd, log: c.log, fanout: &c.fan, frame: byte(FrameStdout + i)})
-		}
-		if req.Stdin {
-			r, w, err := os.Pipe()
-			if err != nil {
-				return 0, err
-			}
-			closeOnExit = append(closeOnExit, r)
-			files[0] = r
-			c.stdin = w
-		}
 	}
 
 	runtimeLog := filepath.Join(io, "runtime.log")
-	argv := append([]string{req.RuntimeBinary}, runtimeGlobalArgs(req.RuntimeRoot, req.SystemdCgroup)...)
-	argv = append(argv, "--log", runtimeLog, "--log-format", "json")
-	op := "create"
-	if req.Run {
-		op = "run"
-		argv = append(argv, "run", "--detach")
-	} else {
-		argv = append(argv, "create")
+	consolePath := ""
+	if console != nil {
+		consolePath = console.Path()
 	}
-	argv = append(argv, "--bundle", req.Bundle, "--pid-file", pidFilePath(s.dir, req.ID))
-	if req.Terminal {
-		argv = append(argv, "--console-socket", console.Path())
-	}
-	argv = append(argv, req.ID)
+	argv, op := runtimeCreateArgv(req, runtimeLog, pidFilePath(s.dir, req.ID), consolePath)
 	bin, err := lookPath(req.RuntimeBinary)
 	if err != nil {
 		return 0, err
@@ -299,6 +264,66 @@ func (s *Server) create(req *CreateRequest) (pid int, err error) {
 		s.recordExit(c, ws, "")
 	}
 	return pid, nil
+}
+
+// openStdio makes the container's stdio: /dev/null, a console socket for a
+// terminal, or FIFOs (stdout, stderr) and a stdin pipe whose monitor ends go
+// to c. It returns the runtime's files and the container-side ends the
+// monitor must close once the runtime has started (also on error).
+func (s *Server) openStdio(c *container, req *CreateRequest) (files, ours []*os.File, console *Console, err error) {
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ours = append(ours, devnull)
+	files = []*os.File{devnull, devnull, devnull}
+	switch {
+	case req.Terminal:
+		if console, err = ListenConsole(); err != nil {
+			return nil, ours, nil, err
+		}
+	case req.LogPath != "" || req.Stdin:
+		c.rec.Fifos = true
+		for i, name := range []string{"stdout", "stderr"} {
+			containerEnd, monitorEnd, err := openFifo(stdioFifo(s.dir, req.ID, name))
+			if err != nil {
+				return nil, ours, nil, err
+			}
+			ours = append(ours, containerEnd)
+			files[i+1] = containerEnd
+			c.streams = append(c.streams, &stream{name: name, f: monitorEnd, log: c.log, fanout: &c.fan, frame: byte(FrameStdout + i)})
+		}
+		if req.Stdin {
+			r, w, err := os.Pipe()
+			if err != nil {
+				return nil, ours, nil, err
+			}
+			ours = append(ours, r)
+			files[0] = r
+			c.stdin = w
+		}
+	}
+	return files, ours, console, nil
+}
+
+// runtimeCreateArgv is the OCI runtime's command line for req: create (or
+// run --detach), logging as JSON to runtimeLog, the pid to pidFile, a
+// terminal through consolePath when set. op names the command for errors.
+func runtimeCreateArgv(req *CreateRequest, runtimeLog, pidFile, consolePath string) (argv []string, op string) {
+	argv = append([]string{req.RuntimeBinary}, runtimeGlobalArgs(req.RuntimeRoot, req.SystemdCgroup)...)
+	argv = append(argv, "--log", runtimeLog, "--log-format", "json")
+	op = "create"
+	if req.Run {
+		op = "run"
+		argv = append(argv, "run", "--detach")
+	} else {
+		argv = append(argv, "create")
+	}
+	argv = append(argv, "--bundle", req.Bundle, "--pid-file", pidFile)
+	if consolePath != "" {
+		argv = append(argv, "--console-socket", consolePath)
+	}
+	return append(argv, req.ID), op
 }
 
 // cleanupRuntime removes what a failed create left in the runtime.

@@ -12,6 +12,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-shim/cri-shim/pkg/image"
 	"github.com/cri-shim/cri-shim/pkg/monitor"
 )
 
@@ -29,33 +30,9 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 	// sandbox, then container).
 	unlockSandbox := m.locks.lock(sandboxID)
 	defer unlockSandbox()
-	sb, ok := m.sandboxes.get(sandboxID)
-	if !ok {
-		return "", notFound("pod sandbox", sandboxID)
-	}
-	if sb.State != SandboxReady {
-		return "", fmt.Errorf("pod sandbox %s is %s, not ready: %w", sandboxID, sb.State, errdefs.ErrFailedPrecondition)
-	}
-	// The container joins namespaces through /proc/<pause pid>: that pid
-	// must still be the pause process, not a process that reused it.
-	if processStartTime(sb.PausePid) != sb.PauseStartTime {
-		return "", fmt.Errorf("the pause process of pod sandbox %s is gone: %w", sandboxID, errdefs.ErrFailedPrecondition)
-	}
-	sc := cfg.GetLinux().GetSecurityContext()
-	if sc.GetPrivileged() && !sb.Config.GetLinux().GetSecurityContext().GetPrivileged() {
-		return "", invalid("privileged container %q in a sandbox that is not privileged", cfg.GetMetadata().GetName())
-	}
-	img, err := m.cfg.Images.Get(cfg.GetImage().GetImage())
+	sb, img, targetPid, err := m.containerPrerequisites(sandboxID, cfg)
 	if err != nil {
-		return "", fmt.Errorf("image %q of container %q: %w", cfg.GetImage().GetImage(), cfg.GetMetadata().GetName(), err)
-	}
-	var targetPid int
-	if sc.GetNamespaceOptions().GetPid() == runtimeapi.NamespaceMode_TARGET {
-		target, ok := m.containers.get(sc.GetNamespaceOptions().GetTargetId())
-		if !ok || target.State != ContainerRunning {
-			return "", fmt.Errorf("target container %q of the PID namespace is not running: %w", sc.GetNamespaceOptions().GetTargetId(), errdefs.ErrNotFound)
-		}
-		targetPid = target.Pid
+		return "", err
 	}
 
 	id := newID()
@@ -97,36 +74,13 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 		return "", err
 	}
 
-	devices, err := resolveDevices(cfg.GetDevices())
-	if err != nil {
-		return "", err
-	}
-	in := specInput{id: id, sb: sb, cfg: cfg, img: img, rootfs: rootfs, podFiles: m.podFilesDir(sandboxID),
-		users: readUserDB(rootfs), targetPid: targetPid, devices: devices}
-	if in.seccomp, err = seccompProfile(sc, capabilities(sc.GetCapabilities())); err != nil {
-		return "", err
-	}
-	if in.apparmor, err = apparmorProfile(ctx, sc, m.apparmor); err != nil {
-		return "", err
-	}
-	spec, ident, groups, err := containerSpec(in)
-	if err != nil {
-		return "", err
-	}
-	for _, mnt := range cfg.GetMounts() {
-		// A missing host path is created as a directory, as kubelet's
-		// hostPath DirectoryOrCreate and every runtime do.
-		if _, err := os.Stat(mnt.GetHostPath()); os.IsNotExist(err) {
-			if err := os.MkdirAll(mnt.GetHostPath(), 0o755); err != nil {
-				return "", fmt.Errorf("create mount source %s: %w", mnt.GetHostPath(), err)
-			}
-		}
-	}
 	bundle := m.bundleDir(id)
-	if err := writeBundle(bundle, spec); err != nil {
+	u.add("remove bundle", func(context.Context) error { return os.RemoveAll(bundle) }) // also a half-written one
+	ident, groups, err := m.writeContainerBundle(ctx, specInput{id: id, sb: sb, cfg: cfg, img: img, rootfs: rootfs,
+		podFiles: m.podFilesDir(sandboxID), users: readUserDB(rootfs), targetPid: targetPid})
+	if err != nil {
 		return "", err
 	}
-	u.add("remove bundle", func(context.Context) error { return os.RemoveAll(bundle) })
 
 	req := monitor.CreateRequest{ID: id, Bundle: bundle, RuntimeBinary: m.cfg.Runtime, RuntimeRoot: m.runc.Root,
 		Terminal: cfg.GetTty(), Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(),
@@ -162,4 +116,76 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 	logger.V(2).Info("Created container")
 	m.events.container(c, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
 	return id, nil
+}
+
+// writeContainerBundle resolves what the container's OCI spec needs beyond
+// in (devices, seccomp and AppArmor profiles), composes the spec, creates
+// missing mount sources and writes the bundle. It returns the identity the
+// process runs as.
+func (m *Manager) writeContainerBundle(ctx context.Context, in specInput) (*identity, []uint32, error) {
+	cfg := in.cfg
+	sc := cfg.GetLinux().GetSecurityContext()
+	var err error
+	if in.devices, err = resolveDevices(cfg.GetDevices()); err != nil {
+		return nil, nil, err
+	}
+	if in.seccomp, err = seccompProfile(sc, capabilities(sc.GetCapabilities())); err != nil {
+		return nil, nil, err
+	}
+	if in.apparmor, err = apparmorProfile(ctx, sc, m.apparmor); err != nil {
+		return nil, nil, err
+	}
+	spec, ident, groups, err := containerSpec(in)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, mnt := range cfg.GetMounts() {
+		// A missing host path is created as a directory, as kubelet's
+		// hostPath DirectoryOrCreate and every runtime do.
+		if _, err := os.Stat(mnt.GetHostPath()); os.IsNotExist(err) {
+			if err := os.MkdirAll(mnt.GetHostPath(), 0o755); err != nil {
+				return nil, nil, fmt.Errorf("create mount source %s: %w", mnt.GetHostPath(), err)
+			}
+		}
+	}
+	if err := writeBundle(m.bundleDir(in.id), spec); err != nil {
+		return nil, nil, err
+	}
+	return ident, groups, nil
+}
+
+// containerPrerequisites checks what CreateContainer needs before it makes
+// anything, with the sandbox locked: a ready sandbox whose pause process is
+// still the one it started, an allowed security context, the image, and
+// the target of a TARGET PID namespace (its pid).
+func (m *Manager) containerPrerequisites(sandboxID string, cfg *runtimeapi.ContainerConfig) (*Sandbox, *image.Image, int, error) {
+	sb, ok := m.sandboxes.get(sandboxID)
+	if !ok {
+		return nil, nil, 0, notFound("pod sandbox", sandboxID)
+	}
+	if sb.State != SandboxReady {
+		return nil, nil, 0, fmt.Errorf("pod sandbox %s is %s, not ready: %w", sandboxID, sb.State, errdefs.ErrFailedPrecondition)
+	}
+	// The container joins namespaces through /proc/<pause pid>: that pid
+	// must still be the pause process, not a process that reused it.
+	if processStartTime(sb.PausePid) != sb.PauseStartTime {
+		return nil, nil, 0, fmt.Errorf("the pause process of pod sandbox %s is gone: %w", sandboxID, errdefs.ErrFailedPrecondition)
+	}
+	sc := cfg.GetLinux().GetSecurityContext()
+	if sc.GetPrivileged() && !sb.Config.GetLinux().GetSecurityContext().GetPrivileged() {
+		return nil, nil, 0, invalid("privileged container %q in a sandbox that is not privileged", cfg.GetMetadata().GetName())
+	}
+	img, err := m.cfg.Images.Get(cfg.GetImage().GetImage())
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("image %q of container %q: %w", cfg.GetImage().GetImage(), cfg.GetMetadata().GetName(), err)
+	}
+	var targetPid int
+	if sc.GetNamespaceOptions().GetPid() == runtimeapi.NamespaceMode_TARGET {
+		target, ok := m.containers.get(sc.GetNamespaceOptions().GetTargetId())
+		if !ok || target.State != ContainerRunning {
+			return nil, nil, 0, fmt.Errorf("target container %q of the PID namespace is not running: %w", sc.GetNamespaceOptions().GetTargetId(), errdefs.ErrNotFound)
+		}
+		targetPid = target.Pid
+	}
+	return sb, img, targetPid, nil
 }

@@ -67,136 +67,22 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 	}
 
 	resultFile := filepath.Join(tmp, "result")
-	var cmd *exec.Cmd
+	cmd := m.execCommand(id, procFile, pidFile, resultFile, o.Tty)
+	start := startWithPipes
 	if o.Tty {
-		// With a terminal runc proxies the container's pty to its own
-		// stdio; nothing else holds it, so runc exits with the process.
-		cmd = exec.Command(m.cfg.Runtime, append(m.runc.GlobalArgs(), m.runc.ExecArgs(id, procFile, pidFile, "", false)...)...)
-	} else {
-		// Without one, the process gets our pipes directly from a detached
-		// runc exec, and the monitor binary's exec-wait (a subreaper) waits
-		// for it: its exit is seen at once even when a child it left behind
-		// still holds the output (a non-detached runc exec waits for every
-		// holder of its pipes; monitor.ExecWait).
-		argv := append([]string{"exec-wait", pidFile, resultFile, m.cfg.Runtime}, m.runc.GlobalArgs()...)
-		cmd = exec.Command(m.cfg.MonitorBinary, append(argv, m.runc.ExecArgs(id, procFile, pidFile, "", true)...)...)
+		start = startWithTerminal
 	}
-	// Once the process is gone, its output gets this long to drain from
-	// whoever still holds it (a background child); then the call returns
-	// with what it has.
-	cmd.WaitDelay = execDrain
-	exited := make(chan struct{})
-	defer close(exited)
-	var stdinW *os.File
-	var ioDone sync.WaitGroup
-	if !o.Tty {
-		cmd.Stdout, cmd.Stderr = nonNil(o.Stdout), nonNil(o.Stderr)
-		if o.Stdin != nil {
-			r, w, err := os.Pipe()
-			if err != nil {
-				return 0, err
-			}
-			defer r.Close()
-			cmd.Stdin, stdinW = r, w
-		}
-		if err := cmd.Start(); err != nil {
-			if stdinW != nil {
-				stdinW.Close()
-			}
-			return 0, fmt.Errorf("exec in %s: %w", id, err)
-		}
-		// Feed stdin; the copy ends when the caller's stream ends (EOF
-		// closes the process's stdin) or the process is gone.
-		if stdinW != nil {
-			go func() {
-				io.Copy(stdinW, o.Stdin)
-				stdinW.Close()
-			}()
-		}
-	} else {
-		// A non-detached runc exec with a terminal proxies the container's
-		// pty to its own stdio; giving it a pty of ours (not pipes) keeps
-		// resizing possible: see runtime.OpenPTY.
-		master, slave, err := runtime.OpenPTY()
-		if err != nil {
-			return 0, err
-		}
-		defer master.Close()
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-		err = cmd.Start()
-		slave.Close()
-		if err != nil {
-			return 0, fmt.Errorf("exec in %s: %w", id, err)
-		}
-		ioDone.Add(1)
-		go func() { defer ioDone.Done(); io.Copy(nonNil(o.Stdout), master) }()
-		if o.Stdin != nil {
-			go io.Copy(master, o.Stdin)
-		}
-		if o.Resize != nil {
-			go func() {
-				for {
-					select {
-					case sz, ok := <-o.Resize:
-						if !ok {
-							return
-						}
-						if runtime.SetWinsize(master, sz.Width, sz.Height) == nil {
-							cmd.Process.Signal(unix.SIGWINCH)
-						}
-					case <-exited:
-						return
-					}
-				}
-			}()
-		}
+	drained, closeIO, err := start(cmd, o)
+	if err != nil {
+		return 0, fmt.Errorf("exec in %s: %w", id, err)
 	}
+	defer closeIO()
 
-	waitc := make(chan error, 1)
-	go func() { waitc <- cmd.Wait() }()
-	var waitErr error
-	select {
-	case waitErr = <-waitc:
-	case <-ctx.Done():
-		// Kill the process in the container itself and let its parent (runc
-		// with a terminal, else exec-wait) reap it and exit: killing the
-		// parent first would leave the process to the container's init,
-		// which may never reap it. The process may not exist yet (runc exec
-		// takes up to a second on a slow node, more than a 1 s probe
-		// timeout): wait for runc's pid file.
-		runcDone := false
-		giveUp := time.After(10 * time.Second)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-	waitPid:
-		for {
-			if data, err := os.ReadFile(pidFile); err == nil {
-				if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
-					killDescendantOf(pid, cmd.Process.Pid)
-					break
-				}
-			}
-			select {
-			case <-waitc:
-				runcDone = true
-				break waitPid
-			case <-giveUp:
-				break waitPid
-			case <-tick.C:
-			}
-		}
-		if !runcDone {
-			select {
-			case <-waitc:
-			case <-time.After(10 * time.Second):
-				cmd.Process.Signal(unix.SIGKILL)
-				<-waitc
-			}
-		}
+	waitErr, cancelled := waitExec(ctx, cmd, pidFile)
+	if cancelled {
 		return 0, fmt.Errorf("exec in %s: %w", id, ctx.Err())
 	}
-	// The terminal's output ends (EIO) once runc and the process are gone.
-	ioDone.Wait()
+	drained()
 	if errors.Is(waitErr, exec.ErrWaitDelay) {
 		waitErr = nil // the output was still held after execDrain: cut off
 	}
@@ -222,6 +108,153 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 	// answers with its own exit code and message, as a non-detached exec
 	// did: kubelet and critest expect a non-zero code, not an RPC error.
 	return res.ExitCode, nil
+}
+
+// execCommand is the command that runs one exec: runc itself with a
+// terminal; without one, the monitor binary's exec-wait around a detached
+// runc exec.
+func (m *Manager) execCommand(id, procFile, pidFile, resultFile string, tty bool) *exec.Cmd {
+	var cmd *exec.Cmd
+	if tty {
+		// With a terminal runc proxies the container's pty to its own
+		// stdio; nothing else holds it, so runc exits with the process.
+		cmd = exec.Command(m.cfg.Runtime, append(m.runc.GlobalArgs(), m.runc.ExecArgs(id, procFile, pidFile, "", false)...)...)
+	} else {
+		// Without one, the process gets our pipes directly from a detached
+		// runc exec, and exec-wait (a subreaper) waits for it: its exit is
+		// seen at once even when a child it left behind still holds the
+		// output (a non-detached runc exec waits for every holder of its
+		// pipes; monitor.ExecWait).
+		argv := append([]string{"exec-wait", pidFile, resultFile, m.cfg.Runtime}, m.runc.GlobalArgs()...)
+		cmd = exec.Command(m.cfg.MonitorBinary, append(argv, m.runc.ExecArgs(id, procFile, pidFile, "", true)...)...)
+	}
+	// Once the process is gone, its output gets this long to drain from
+	// whoever still holds it (a background child); then the call returns
+	// with what it has.
+	cmd.WaitDelay = execDrain
+	return cmd
+}
+
+// startWithPipes starts cmd with the caller's writers as its output (os/exec
+// copies them from pipes) and its stdin fed from o.Stdin. drained waits for
+// the output (os/exec's Wait does); closeIO releases what start made.
+func startWithPipes(cmd *exec.Cmd, o ExecOptions) (drained, closeIO func(), err error) {
+	cmd.Stdout, cmd.Stderr = nonNil(o.Stdout), nonNil(o.Stderr)
+	var stdinR, stdinW *os.File
+	if o.Stdin != nil {
+		if stdinR, stdinW, err = os.Pipe(); err != nil {
+			return nil, nil, err
+		}
+		cmd.Stdin = stdinR
+	}
+	closeIO = func() {
+		if stdinR != nil {
+			stdinR.Close()
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		closeIO()
+		if stdinW != nil {
+			stdinW.Close()
+		}
+		return nil, nil, err
+	}
+	// Feed stdin; the copy ends when the caller's stream ends (EOF closes
+	// the process's stdin) or the process is gone.
+	if stdinW != nil {
+		go func() {
+			io.Copy(stdinW, o.Stdin)
+			stdinW.Close()
+		}()
+	}
+	return func() {}, closeIO, nil
+}
+
+// startWithTerminal starts cmd on a pty of ours: a non-detached runc exec
+// with a terminal proxies the container's pty to its own stdio, and a pty
+// (not pipes) keeps resizing possible (runtime.OpenPTY). drained waits for
+// the terminal's output, which ends (EIO) once runc and the process are
+// gone; closeIO closes the pty and ends the resize loop.
+func startWithTerminal(cmd *exec.Cmd, o ExecOptions) (drained, closeIO func(), err error) {
+	master, slave, err := runtime.OpenPTY()
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	err = cmd.Start()
+	slave.Close()
+	if err != nil {
+		master.Close()
+		return nil, nil, err
+	}
+	var output sync.WaitGroup
+	output.Add(1)
+	go func() { defer output.Done(); io.Copy(nonNil(o.Stdout), master) }()
+	if o.Stdin != nil {
+		go io.Copy(master, o.Stdin)
+	}
+	done := make(chan struct{})
+	if o.Resize != nil {
+		go func() {
+			for {
+				select {
+				case sz, ok := <-o.Resize:
+					if !ok {
+						return
+					}
+					if runtime.SetWinsize(master, sz.Width, sz.Height) == nil {
+						cmd.Process.Signal(unix.SIGWINCH)
+					}
+				case <-done:
+					return
+				}
+			}
+		}()
+	}
+	return output.Wait, func() { close(done); master.Close() }, nil
+}
+
+// waitExec waits for a started exec. When ctx ends first it kills the
+// process in the container itself and lets its parent (runc with a
+// terminal, else exec-wait) reap it and exit: killing the parent first
+// would leave the process to the container's init, which may never reap it.
+// The process may not exist yet (runc exec takes up to a second on a slow
+// node, more than a 1 s probe timeout): it waits for runc's pid file.
+func waitExec(ctx context.Context, cmd *exec.Cmd, pidFile string) (waitErr error, cancelled bool) {
+	waitc := make(chan error, 1)
+	go func() { waitc <- cmd.Wait() }()
+	select {
+	case err := <-waitc:
+		return err, false
+	case <-ctx.Done():
+	}
+	giveUp := time.After(10 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if data, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
+				killDescendantOf(pid, cmd.Process.Pid)
+				break
+			}
+		}
+		select {
+		case <-waitc:
+			return nil, true
+		case <-giveUp:
+			cmd.Process.Signal(unix.SIGKILL)
+			<-waitc
+			return nil, true
+		case <-tick.C:
+		}
+	}
+	select {
+	case <-waitc:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Signal(unix.SIGKILL)
+		<-waitc
+	}
+	return nil, true
 }
 
 // execDrain bounds how long an exec's output is read after its process

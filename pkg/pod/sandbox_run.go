@@ -100,8 +100,32 @@ func (m *Manager) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		}
 	}
 
-	// The network and the pause container do not depend on each other (the
-	// pause joins the pinned netns, configured or not): make them at once.
+	ips, pid, pauseStart, err := m.startNetworkAndPause(ctx, sb, hostNet, &u)
+	if err != nil {
+		return "", err
+	}
+
+	sb, err = m.sandboxes.update(id, func(s *Sandbox) error {
+		s.IPs, s.PausePid, s.PauseStartTime = ips, pid, pauseStart
+		return s.setState(SandboxReady)
+	})
+	if err != nil {
+		return "", err
+	}
+	u.steps = nil
+	if err := m.fault("sandbox-ready"); err != nil {
+		return "", err
+	}
+	logger.V(2).Info("Started pod sandbox", "ips", sb.IPs)
+	m.events.sandbox(sb, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
+	return id, nil
+}
+
+// startNetworkAndPause attaches the pod network (CNI ADD) and starts the
+// pause container, pushing their undo steps on u. They do not depend on
+// each other (the pause joins the pinned netns, configured or not), so they
+// run at once.
+func (m *Manager) startNetworkAndPause(ctx context.Context, sb *Sandbox, hostNet bool, u *undo) (ips []string, pid int, pauseStart uint64, err error) {
 	type netResult struct {
 		ips []string
 		err error
@@ -121,29 +145,15 @@ func (m *Manager) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	}
 
 	pid, pauseErr := m.startPause(ctx, sb)
-	pauseStart := processStartTime(pid)
+	pauseStart = processStartTime(pid)
 	if pid > 0 || errors.Is(pauseErr, errPauseMayExist) {
 		u.add("remove pause container", func(ctx context.Context) error { return m.removePause(ctx, sb.ID, pid, pauseStart) })
 	}
 	nr := <-netc
 	if err := errors.Join(nr.err, pauseErr); err != nil {
-		return "", err
+		return nil, 0, 0, err
 	}
-
-	sb, err := m.sandboxes.update(id, func(s *Sandbox) error {
-		s.IPs, s.PausePid, s.PauseStartTime = nr.ips, pid, pauseStart
-		return s.setState(SandboxReady)
-	})
-	if err != nil {
-		return "", err
-	}
-	u.steps = nil
-	if err := m.fault("sandbox-ready"); err != nil {
-		return "", err
-	}
-	logger.V(2).Info("Started pod sandbox", "ips", sb.IPs)
-	m.events.sandbox(sb, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
-	return id, nil
+	return nr.ips, pid, pauseStart, nil
 }
 
 var errPauseMayExist = errors.New("pause container may exist")
