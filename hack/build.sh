@@ -13,4 +13,4 @@ for cmd in cmd/*/; do
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.Version=$version" -o "$out/$name" "./$cmd"
 done
 gcc -Os -static -nostdlib -fno-stack-protector -fno-asynchronous-unwind-tables -fno-pie -no-pie \
-	-Wl,--build-id=none -s -o "$out/cri-shim-pause" cmd/cri-shim-pause/pause.c
+	-Wl,--build-id=none -s -o "$out/cri-shim-pause" pkg/pause/program/pause.c

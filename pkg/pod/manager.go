@@ -17,6 +17,7 @@ import (
 	"github.com/cri-shim/cri-shim/pkg/apparmor"
 	"github.com/cri-shim/cri-shim/pkg/image"
 	"github.com/cri-shim/cri-shim/pkg/monitor"
+	"github.com/cri-shim/cri-shim/pkg/pause"
 	"github.com/cri-shim/cri-shim/pkg/runtime"
 )
 
@@ -123,7 +124,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if m.ownOOMAdj, err = runtime.OwnOOMScoreAdj(); err != nil {
 		m.ownOOMAdj = 0
 	}
-	if m.pauseRoot, err = preparePauseRootfs(filepath.Join(cfg.State, "pause"), cfg.PauseBinary); err != nil {
+	if m.pauseRoot, err = pause.PrepareRootfs(filepath.Join(cfg.State, "pause"), cfg.PauseBinary); err != nil {
 		return nil, err
 	}
 	m.network = newNetwork(cfg.CNIConfDir, cfg.CNIBinDirs, filepath.Join(cfg.Root, "cni-cache"))
