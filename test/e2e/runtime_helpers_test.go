@@ -28,6 +28,8 @@ type testRuntime struct {
 	dir, ns, sock string
 	// env is added to cri-shim's environment (CRI_SHIM_FAILPOINT).
 	env []string
+	// args are added to cri-shim's command line (on its next start).
+	args []string
 	// cgroupParent is the cgroup parent of this runtime's pods, so its
 	// cgroups are told apart from other runtimes' on the machine.
 	cgroupParent string
@@ -125,6 +127,7 @@ func (r *testRuntime) startCRIShim() error {
 	args = append(args, filepath.Join(binDir, "cri-shim"), "--listen", r.sock, "--root", filepath.Join(r.dir, "root"),
 		"--state", filepath.Join(r.dir, "state"), "--cni-conf-dir", filepath.Join(r.dir, "net.d"),
 		"--cni-bin-dir", binDir+":"+filepath.Join(r.dir, "cni-bin"), "--registry-config-dir", filepath.Join(r.dir, "certs.d"), "-v=2")
+	args = append(args, r.args...)
 	r.cmd = exec.Command("nsenter", args...)
 	r.cmd.Env = append(os.Environ(), r.env...)
 	logf, _ := os.OpenFile(filepath.Join(r.dir, "cri-shim.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
