@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # critest.sh: run the CRI conformance suite (critest, cri-tools v1.36.0)
-# offline against cri-shim or the reference runtime (Debian's containerd 1.6).
+# offline against cri-shim or a reference runtime: Debian's containerd 1.6
+# (containerd), or containerd 2.x built from the Go module proxy and cached
+# (containerd2; hack/lib/containerd2.sh).
 #
-#   hack/critest.sh [--runtime cri-shim|containerd] [--cni cni-bridge|reference]
+#   hack/critest.sh [--runtime cri-shim|containerd|containerd2] [--cni cni-bridge|reference]
 #                   [--benchmark] [--exec CMD] [--known-failures FILE]
-#                   [--known-skips FILE] [--verbose] [--keep] [--artifacts DIR] [-- extra critest args]
+#                   [--known-skips FILE] [--pause-image REF] [--verbose] [--keep] [--artifacts DIR] [-- extra critest args]
 #
 # Everything runs inside a network namespace made for this run (crit-$$, lo
 # up) with private mount, IPC and UTS namespaces: the test registry
@@ -49,6 +51,8 @@ log() { printf '[critest.sh] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 # shellcheck source=hack/lib/cri-tools.sh
 source "$REPO/hack/lib/cri-tools.sh"
+# shellcheck source=hack/lib/containerd2.sh
+source "$REPO/hack/lib/containerd2.sh"
 # shellcheck source=hack/lib/netns.sh
 source "$REPO/hack/lib/netns.sh"
 
@@ -172,7 +176,7 @@ write_hosts_toml() { # write_hosts_toml DIR RUNTIME
 		# containerd: the local registry is the server too, so a pull never
 		# falls back to the network; 1.6 also refuses a file with no [host].
 		server="https://$host"
-		[[ $runtime == containerd ]] && server="http://$REGISTRY_ADDR"
+		[[ $runtime == containerd* ]] && server="http://$REGISTRY_ADDR"
 		printf 'server = "%s"\n\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' \
 			"$server" "$REGISTRY_ADDR" >"$dir/$host/hosts.toml"
 	done
@@ -194,13 +198,19 @@ write_conflist() {
 start_containerd() {
 	CRI_SOCK=$TMP/containerd.sock
 	mkdir -p "$TMP/containerd" "$TMP/runc"
-	local bin_dir=/usr/lib/cni
+	local bin_dir=/usr/lib/cni config=$REPO/hack/critest/containerd.toml bin=containerd
 	[[ $CNI == cni-bridge ]] && bin_dir=$TMP/cni-bin
+	if [[ $RUNTIME == containerd2 ]]; then
+		# Its own daemon and shim first on PATH (containerd finds the shim
+		# there), before Debian's 1.6 ones.
+		config=$REPO/hack/critest/containerd2.toml bin=$CONTAINERD2_DIR/containerd
+		export PATH=$CONTAINERD2_DIR:$PATH
+	fi
 	sed -e "s|@TMP@|$TMP|g" -e "s|@SANDBOX_IMAGE@|$SANDBOX_IMAGE|g" -e "s|@CNI_BIN_DIR@|$bin_dir|g" \
-		"$REPO/hack/critest/containerd.toml" >"$TMP/containerd.toml"
+		"$config" >"$TMP/containerd.toml"
 	write_conflist
 	write_hosts_toml "$TMP/certs.d" containerd
-	containerd --config "$TMP/containerd.toml" --log-level info >"$TMP/runtime.log" 2>&1 &
+	"$bin" --config "$TMP/containerd.toml" --log-level info >"$TMP/runtime.log" 2>&1 &
 	RUNTIME_PID=$!
 }
 
@@ -216,6 +226,7 @@ start_cri_shim() {
 		--cni-conf-dir "$TMP/cni/net.d" \
 		--cni-bin-dir "$TMP/cni-bin:/usr/lib/cni" \
 		--registry-config-dir "$TMP/certs.d" \
+		${PAUSE_IMAGE:+--pause-image "$PAUSE_IMAGE"} \
 		>"$TMP/runtime.log" 2>&1 &
 	RUNTIME_PID=$!
 }
@@ -237,7 +248,7 @@ inner() {
 	wait_for 300 "test registry" "$REGISTRY_PID" test -s "$TMP/registry.ready"
 
 	case $RUNTIME in
-	containerd) start_containerd ;;
+	containerd | containerd2) start_containerd ;;
 	cri-shim) start_cri_shim ;;
 	esac
 	printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\n' "$CRI_SOCK" "$CRI_SOCK" >"$TMP/crictl.yaml"
@@ -424,7 +435,7 @@ usage() {
 }
 
 main() {
-	RUNTIME=cri-shim CNI="" BENCHMARK=0 KNOWN_FAILURES="" KNOWN_SKIPS="" VERBOSE=0 KEEP=0 ARTIFACTS="" EXEC_CMD=""
+	RUNTIME=cri-shim CNI="" BENCHMARK=0 KNOWN_FAILURES="" KNOWN_SKIPS="" PAUSE_IMAGE="" VERBOSE=0 KEEP=0 ARTIFACTS="" EXEC_CMD=""
 	local extra=()
 	while [[ $# -gt 0 ]]; do
 		case $1 in
@@ -438,6 +449,7 @@ main() {
 		--known-failures=*) KNOWN_FAILURES=${1#*=}; shift ;;
 		--known-skips) KNOWN_SKIPS=${2:?--known-skips needs a file}; shift 2 ;;
 		--known-skips=*) KNOWN_SKIPS=${1#*=}; shift ;;
+		--pause-image) PAUSE_IMAGE=${2:?--pause-image needs an image}; shift 2 ;;
 		--artifacts) ARTIFACTS=${2:?--artifacts needs a directory}; shift 2 ;;
 		--verbose | -v) VERBOSE=1; shift ;;
 		--keep) KEEP=1; shift ;;
@@ -446,10 +458,11 @@ main() {
 		*) log "unknown argument: $1"; usage 2 ;;
 		esac
 	done
-	case $RUNTIME in containerd | cri-shim) ;; *) die "--runtime must be cri-shim or containerd" ;; esac
+	case $RUNTIME in containerd | containerd2 | cri-shim) ;; *) die "--runtime must be cri-shim, containerd or containerd2" ;; esac
+	[[ -z $PAUSE_IMAGE || $RUNTIME == cri-shim ]] || die "--pause-image is for cri-shim (containerd runs $SANDBOX_IMAGE)"
 	if [[ -z $CNI ]]; then
 		CNI=cni-bridge
-		[[ $RUNTIME == containerd ]] && CNI=reference
+		[[ $RUNTIME == containerd* ]] && CNI=reference
 	fi
 	case $CNI in cni-bridge | reference) ;; *) die "--cni must be cni-bridge or reference" ;; esac
 	[[ $(id -u) == 0 ]] || die "run as root (namespaces, mounts, runc)"
@@ -459,7 +472,7 @@ main() {
 	[[ -n $KNOWN_SKIPS ]] && KNOWN_SKIPS=$(realpath "$KNOWN_SKIPS")
 	local default_dir=$RUNTIME
 	# A runtime with the other runtime's default network keeps its own artifacts.
-	[[ $RUNTIME == cri-shim && $CNI == reference || $RUNTIME == containerd && $CNI == cni-bridge ]] &&
+	[[ $RUNTIME == cri-shim && $CNI == reference || $RUNTIME == containerd* && $CNI == cni-bridge ]] &&
 		default_dir=$RUNTIME-$CNI
 	ARTIFACTS=${ARTIFACTS:-$REPO/_output/critest/$default_dir}
 	ARTIFACTS=$(realpath -m "$ARTIFACTS")
@@ -467,8 +480,9 @@ main() {
 	# Only what an earlier run put there: --artifacts may name any directory.
 	(cd "$ARTIFACTS" && rm -rf -- "${ARTIFACT_FILES[@]}" summary.txt benchmark)
 
-	if [[ $RUNTIME == containerd ]]; then
+	if [[ $RUNTIME == containerd* ]]; then
 		"$REPO/hack/install-deps.sh" --reference
+		[[ $RUNTIME == containerd2 ]] && build_containerd2
 	else
 		"$REPO/hack/install-deps.sh"
 	fi
@@ -499,7 +513,7 @@ main() {
 			cp "$TMP/built/cni-bridge" "$TMP/cni-bin/cni-bridge"
 			# containerd runs the "loopback" plugin for every pod, from its
 			# one bin_dir; a node has it from the standard plugins.
-			if [[ $RUNTIME == containerd ]]; then
+			if [[ $RUNTIME == containerd* ]]; then
 				cp /usr/lib/cni/loopback "$TMP/cni-bin/"
 			fi
 		fi
@@ -524,7 +538,7 @@ main() {
 		joined=${joined%"$sep"}
 	fi
 	local start=$SECONDS
-	env TMP="$TMP" RUNTIME="$RUNTIME" CNI="$CNI" BENCHMARK="$BENCHMARK" VERBOSE="$VERBOSE" TOOLS_DIR="$TOOLS_DIR" \
+	env TMP="$TMP" RUNTIME="$RUNTIME" CNI="$CNI" BENCHMARK="$BENCHMARK" PAUSE_IMAGE="$PAUSE_IMAGE" CONTAINERD2_DIR="$CONTAINERD2_DIR" VERBOSE="$VERBOSE" TOOLS_DIR="$TOOLS_DIR" \
 		TESTIMAGES_CACHE="$TESTIMAGES_CACHE" ARTIFACTS="$ARTIFACTS" CRITEST_EXTRA_ARGS="$joined" EXEC_CMD="$EXEC_CMD" \
 		nsenter --net="/run/netns/$NS" -- \
 		unshare --mount --ipc --uts --propagation private -- \

@@ -38,6 +38,7 @@ type bench struct {
 	img     runtimeapi.ImageServiceClient
 	runtime string
 	runDir  string
+	label   string // what the rows say: BENCH_LABEL, else the runtime
 	pid     int
 	seq     atomic.Int64
 }
@@ -54,7 +55,10 @@ func main() {
 	}
 	pid, _ := strconv.Atoi(os.Getenv("RUNTIME_PID"))
 	b := &bench{rt: runtimeapi.NewRuntimeServiceClient(conn), img: runtimeapi.NewImageServiceClient(conn),
-		runtime: os.Getenv("RUNTIME"), runDir: os.Getenv("RUN_DIR"), pid: pid}
+		runtime: os.Getenv("RUNTIME"), runDir: os.Getenv("RUN_DIR"), pid: pid, label: os.Getenv("BENCH_LABEL")}
+	if b.label == "" {
+		b.label = b.runtime
+	}
 	ctx := context.Background()
 	if _, err := b.img.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: image}}); err != nil {
 		fail(err)
@@ -175,7 +179,7 @@ func (b *bench) pausePids(sandboxes map[string]bool) []int {
 
 func (b *bench) pss(ctx context.Context, counts string) error {
 	sandboxes := map[string]bool{}
-	fmt.Printf("%-10s %5s %10s %12s %10s %10s %12s\n", "runtime", "pods", "daemon kB", "helpers kB", "pause kB", "total kB", "per pod kB")
+	fmt.Printf("%-24s %5s %10s %12s %10s %10s %12s\n", "runtime", "pods", "daemon kB", "helpers kB", "pause kB", "total kB", "per pod kB")
 	for _, c := range strings.Split(counts, ",") {
 		want, _ := strconv.Atoi(c)
 		for len(sandboxes) < want {
@@ -196,7 +200,7 @@ func (b *bench) pss(ctx context.Context, counts string) error {
 			pause += pssKB(p)
 		}
 		total := daemon + helpers + pause
-		fmt.Printf("%-10s %5d %10d %12d %10d %10d %12.1f\n", b.runtime, want, daemon, helpers, pause, total, float64(total)/float64(want))
+		fmt.Printf("%-24s %5d %10d %12d %10d %10d %12.1f\n", b.label, want, daemon, helpers, pause, total, float64(total)/float64(want))
 	}
 	for id := range sandboxes {
 		if err := b.removePod(ctx, id); err != nil {
@@ -247,9 +251,9 @@ func (b *bench) churn(ctx context.Context, lifecycles, parallel int) error {
 	elapsed := time.Since(start)
 	time.Sleep(5 * time.Second)
 	after := rssKB(b.pid)
-	fmt.Printf("%s: %d pod lifecycles (with a container), %d in parallel, in %s (%.0f/s)\n", b.runtime, lifecycles, parallel,
+	fmt.Printf("%s: %d pod lifecycles (with a container), %d in parallel, in %s (%.0f/s)\n", b.label, lifecycles, parallel,
 		elapsed.Round(time.Second), float64(lifecycles)/elapsed.Seconds())
-	fmt.Printf("%s: daemon RSS before %d kB, after %d kB (%+.1f%%)\n", b.runtime, before, after, 100*float64(after-before)/float64(before))
+	fmt.Printf("%s: daemon RSS before %d kB, after %d kB (%+.1f%%)\n", b.label, before, after, 100*float64(after-before)/float64(before))
 	if b.runtime == "cri-shim" {
 		out, err := exec.Command(filepath.Join(b.runDir, "bin", "leakcheck"), "--socket", os.Getenv("CRI_SOCK"),
 			"--root", filepath.Join(b.runDir, "cri-shim", "root"), "--state", filepath.Join(b.runDir, "cri-shim", "state"),
