@@ -25,6 +25,7 @@ type Config struct {
 	StreamAddress     string `toml:"stream_address"`
 	CgroupDriver      string `toml:"cgroup_driver"`
 	MetricsAddress    string `toml:"metrics_address"`
+	CDISpecDirs       string `toml:"cdi_spec_dirs"`
 }
 
 func defaultConfig() Config {
@@ -40,6 +41,9 @@ func defaultConfig() Config {
 		// Empty: systemd where systemd is the init system, else cgroupfs
 		// (resolved in load, so --help shows the choice).
 		CgroupDriver: "",
+		// Where device plugins and DRA drivers write CDI specs, in order of
+		// precedence (the CDI project's defaults, as containerd and CRI-O).
+		CDISpecDirs: "/etc/cdi:/var/run/cdi",
 	}
 }
 
@@ -56,6 +60,7 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.StreamAddress, "stream-address", c.StreamAddress, "host:port of the exec/attach/port-forward streaming server")
 	fs.StringVar(&c.CgroupDriver, "cgroup-driver", c.CgroupDriver, "cgroup driver: cgroupfs or systemd; empty: systemd when systemd is the init system, else cgroupfs (kubelet takes it from cri-shim through RuntimeConfig)")
 	fs.StringVar(&c.MetricsAddress, "metrics-address", c.MetricsAddress, "host:port to serve Prometheus metrics on (empty: off)")
+	fs.StringVar(&c.CDISpecDirs, "cdi-spec-dirs", c.CDISpecDirs, "CDI spec directories, separated by ':' (empty: CDI devices are refused)")
 }
 
 // load parses the config file (if any) and then the flags, so flags win.

@@ -119,7 +119,8 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 }
 
 // writeContainerBundle resolves what the container's OCI spec needs beyond
-// in (devices, seccomp and AppArmor profiles), composes the spec, creates
+// in (devices, seccomp and AppArmor profiles), composes the spec with the
+// edits of its CDI devices, creates
 // missing mount sources and writes the bundle. It returns the identity the
 // process runs as.
 func (m *Manager) writeContainerBundle(ctx context.Context, in specInput) (*identity, []uint32, error) {
@@ -137,6 +138,9 @@ func (m *Manager) writeContainerBundle(ctx context.Context, in specInput) (*iden
 	}
 	spec, ident, groups, err := containerSpec(in)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := m.injectCDI(spec, cfg); err != nil {
 		return nil, nil, err
 	}
 	for _, mnt := range cfg.GetMounts() {

@@ -14,6 +14,8 @@ import (
 	"github.com/containerd/errdefs"
 	"k8s.io/klog/v2"
 
+	"tags.cncf.io/container-device-interface/pkg/cdi"
+
 	"github.com/cri-shim/cri-shim/pkg/apparmor"
 	"github.com/cri-shim/cri-shim/pkg/image"
 	"github.com/cri-shim/cri-shim/pkg/monitor"
@@ -59,6 +61,11 @@ type Config struct {
 	// matches the two by this identifier.
 	ImageFsMountpoint string
 
+	// CDISpecDirs are the directories of CDI specs (device plugins and DRA
+	// drivers write them); none: a container asking for a CDI device is
+	// refused.
+	CDISpecDirs []string
+
 	// Fault, when set, is called at named steps of the orchestration; an
 	// error fails the operation there (tests prove rollback with it).
 	Fault func(step string) error
@@ -69,6 +76,7 @@ type Manager struct {
 	cfg        Config
 	runc       *runtime.Runc
 	apparmor   apparmorHost
+	cdi        *cdi.Cache // nil: no CDI spec directories
 	monitor    *monitor.Client
 	network    *network
 	sandboxes  *store[Sandbox]
@@ -109,6 +117,11 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		m.apparmor = apparmor.System()
 	}
 	m.names.init()
+	if len(cfg.CDISpecDirs) > 0 {
+		// It watches the directories and rereads what changes, as DRA
+		// drivers write specs while pods are being made.
+		m.cdi, _ = cdi.NewCache(cdi.WithSpecDirs(cfg.CDISpecDirs...), cdi.WithAutoRefresh(true))
+	}
 	var err error
 	if m.sandboxes, err = newStore[Sandbox](filepath.Join(cfg.Root, "sandboxes"), "sandbox.json"); err != nil {
 		return nil, err
