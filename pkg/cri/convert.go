@@ -2,9 +2,11 @@ package cri
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-shim/cri-shim/pkg/image"
@@ -115,7 +117,7 @@ func toContainerStatus(c *pod.Container) *runtimeapi.ContainerStatus {
 		Message:     c.Message,
 		Labels:      c.Config.GetLabels(),
 		Annotations: c.Config.GetAnnotations(),
-		Mounts:      c.Config.GetMounts(),
+		Mounts:      containerMounts(c),
 		LogPath:     c.LogPath,
 		Resources:   &runtimeapi.ContainerResources{Linux: c.Resources},
 		StopSignal:  c.Config.GetStopSignal(),
@@ -180,5 +182,27 @@ func toImage(img *image.Image) *runtimeapi.Image {
 		out.Uid = &runtimeapi.Int64Value{Value: *uid}
 	}
 	out.Username = name
+	return out
+}
+
+// containerMounts are the container's mounts as it asked for them, with the
+// image ID of each image volume (ImageSpec.image_ref, KEP-5365: which
+// digest a tag resolved to).
+func containerMounts(c *pod.Container) []*runtimeapi.Mount {
+	if len(c.ImageVolumes) == 0 {
+		return c.Config.GetMounts()
+	}
+	ids := map[string]string{}
+	for _, v := range c.ImageVolumes {
+		ids[v.ContainerPath] = v.ImageID
+	}
+	out := make([]*runtimeapi.Mount, 0, len(c.Config.GetMounts()))
+	for _, m := range c.Config.GetMounts() {
+		if id, ok := ids[filepath.Clean(m.GetContainerPath())]; ok && m.GetImage() != nil {
+			m = proto.Clone(m).(*runtimeapi.Mount)
+			m.Image.ImageRef = id
+		}
+		out = append(out, m)
+	}
 	return out
 }

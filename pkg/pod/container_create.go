@@ -57,6 +57,9 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 	if cfg.GetLogPath() != "" && sb.Config.GetLogDirectory() != "" {
 		c.LogPath = filepath.Join(sb.Config.GetLogDirectory(), cfg.GetLogPath())
 	}
+	if c.ImageVolumes, err = m.imageVolumes(id, cfg); err != nil {
+		return "", err
+	}
 	if err := m.containers.put(id, c); err != nil {
 		return "", err
 	}
@@ -74,10 +77,14 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 		return "", err
 	}
 
+	volumes, err := m.mountImageVolumes(ctx, c.ImageVolumes, &u)
+	if err != nil {
+		return "", err
+	}
 	bundle := m.bundleDir(id)
 	u.add("remove bundle", func(context.Context) error { return os.RemoveAll(bundle) }) // also a half-written one
 	ident, groups, err := m.writeContainerBundle(ctx, specInput{id: id, sb: sb, cfg: cfg, img: img, rootfs: rootfs,
-		podFiles: m.podFilesDir(sandboxID), users: readUserDB(rootfs), targetPid: targetPid})
+		podFiles: m.podFilesDir(sandboxID), users: readUserDB(rootfs), targetPid: targetPid, imageVolumes: volumes})
 	if err != nil {
 		return "", err
 	}
@@ -144,6 +151,9 @@ func (m *Manager) writeContainerBundle(ctx context.Context, in specInput) (*iden
 		return nil, nil, err
 	}
 	for _, mnt := range cfg.GetMounts() {
+		if mnt.GetImage().GetImage() != "" {
+			continue // an image volume: no host path
+		}
 		// A missing host path is created as a directory, as kubelet's
 		// hostPath DirectoryOrCreate and every runtime do.
 		if _, err := os.Stat(mnt.GetHostPath()); os.IsNotExist(err) {

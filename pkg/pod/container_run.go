@@ -215,6 +215,9 @@ func (m *Manager) RemoveContainer(ctx context.Context, id string) error {
 	if err := m.cfg.Images.RemoveRootfs(ctx, id); err != nil {
 		errs = append(errs, fmt.Errorf("remove rootfs of %s: %w", id, err))
 	}
+	if err := m.removeImageVolumes(ctx, c); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs, <-runcErr)
 	// After a reboot the runtime had nothing to delete, but a kernel that
 	// kept the cgroup tree (a simulated reboot) still holds the cgroup.

@@ -48,6 +48,11 @@ func (m *Manager) ImageInUse(imageID string) bool {
 		if c.ImageID == imageID {
 			return true
 		}
+		for _, v := range c.ImageVolumes {
+			if v.ImageID == imageID {
+				return true
+			}
+		}
 	}
 	return false
 }

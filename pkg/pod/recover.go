@@ -254,6 +254,7 @@ func (m *Manager) undoContainer(ctx context.Context, c *Container) error {
 		m.runc.Delete(ctx, c.ID, true),
 		m.monitor.Forget(ctx, c.ID),
 		m.cfg.Images.RemoveRootfs(ctx, c.ID),
+		m.removeImageVolumes(ctx, c),
 		os.RemoveAll(m.bundleDir(c.ID)),
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -35,6 +35,9 @@ type specInput struct {
 	devices   []specs.LinuxDevice // resolved from cfg.Devices
 	seccomp   *specs.LinuxSeccomp // resolved profile (nil: unconfined)
 	apparmor  string              // resolved AppArmor profile ("": none applied)
+	// imageVolumes are the host paths of the image volumes, by container
+	// path (mountImageVolumes).
+	imageVolumes map[string]string
 }
 
 func invalid(format string, args ...any) error {
@@ -192,10 +195,17 @@ func containerMounts(in specInput) ([]specs.Mount, error) {
 		if !filepath.IsAbs(dst) {
 			return nil, invalid("mount destination %q is not an absolute path", dst)
 		}
-		if m.GetImage() != nil && m.GetImage().GetImage() != "" {
-			return nil, invalid("image volume mounts are not supported (mount of %q at %s)", m.GetImage().GetImage(), dst)
-		}
 		src := m.GetHostPath()
+		if ref := m.GetImage().GetImage(); ref != "" {
+			// Read-only, but not noexec: images carry programs (KEP-4639).
+			if src = in.imageVolumes[filepath.Clean(dst)]; src == "" {
+				return nil, fmt.Errorf("image volume %s at %s was not mounted", ref, dst)
+			}
+			out = append(out, specs.Mount{Destination: filepath.Clean(dst), Type: "bind", Source: src,
+				Options: []string{"rbind", "rprivate", "ro", "nosuid", "nodev"}})
+			have[filepath.Clean(dst)] = true
+			continue
+		}
 		opts := []string{"rbind"}
 		switch m.GetPropagation() {
 		case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:

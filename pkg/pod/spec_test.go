@@ -350,11 +350,27 @@ func TestContainerSpec(t *testing.T) {
 					t.Errorf("seccomp = %+v", s.Linux.Seccomp)
 				}
 			}},
-		{desc: "image volumes are refused clearly",
+		{desc: "an image volume: its rootfs bound read-only, not noexec",
 			configChange: func(in *specInput) {
-				in.cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/v", Image: &runtimeapi.ImageSpec{Image: "data:1"}}}
+				in.cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/v/", Readonly: true, Image: &runtimeapi.ImageSpec{Image: "data:1"}}}
+				in.imageVolumes = map[string]string{"/v": "/images/rootfs/c1-iv0/merged/sub"}
 			},
-			wantErr: "image volume mounts are not supported"},
+			specCheck: func(t *testing.T, s *specs.Spec) {
+				for _, m := range s.Mounts {
+					if m.Destination == "/v" {
+						if m.Source != "/images/rootfs/c1-iv0/merged/sub" || !slices.Contains(m.Options, "ro") || slices.Contains(m.Options, "noexec") {
+							t.Errorf("image volume mount %+v", m)
+						}
+						return
+					}
+				}
+				t.Errorf("no mount at /v: %+v", s.Mounts)
+			}},
+		{desc: "an image volume that was not mounted is an error",
+			configChange: func(in *specInput) {
+				in.cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/v", Readonly: true, Image: &runtimeapi.ImageSpec{Image: "data:1"}}}
+			},
+			wantErr: "was not mounted"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.desc, func(t *testing.T) {

@@ -101,8 +101,21 @@ type Container struct {
 	// signal never reaches a process that reused the pid.
 	StartTime uint64 `json:"startTime,omitempty"`
 	// User is the resolved identity of the init process.
-	User    *ContainerUser `json:"user,omitempty"`
-	Unknown string         `json:"-"`
+	User *ContainerUser `json:"user,omitempty"`
+	// ImageVolumes are the images mounted read-only into the container
+	// (Mount.image), recorded before they are made.
+	ImageVolumes []ImageVolume `json:"imageVolumes,omitempty"`
+	Unknown      string        `json:"-"`
+}
+
+// ImageVolume is an OCI image mounted read-only at a container path
+// (KEP-4639): a rootfs of the image store over the image's shared layers.
+type ImageVolume struct {
+	Key           string `json:"key"` // its rootfs in the image store
+	ContainerPath string `json:"containerPath"`
+	Image         string `json:"image"`   // as the container asked for it
+	ImageID       string `json:"imageID"` // what PullImage answered (reported as image_ref)
+	SubPath       string `json:"subPath,omitempty"`
 }
 
 // ContainerUser is the identity a container's process runs as.
