@@ -6,7 +6,7 @@
 #
 #   hack/critest.sh [--runtime cri-shim|containerd|containerd2] [--cni cni-bridge|reference]
 #                   [--benchmark] [--exec CMD] [--known-failures FILE]
-#                   [--known-skips FILE] [--pause-image REF] [--verbose] [--keep] [--artifacts DIR] [-- extra critest args]
+#                   [--known-skips FILE] [--pause-image REF] [--critest-version V] [--verbose] [--keep] [--artifacts DIR] [-- extra critest args]
 #
 # Everything runs inside a network namespace made for this run (crit-$$, lo
 # up) with private mount, IPC and UTS namespaces: the test registry
@@ -18,7 +18,8 @@
 #
 # critest, crictl and the ginkgo CLI are built once from the Go module proxy
 # and cached in $CRITEST_TOOLS_DIR (default
-# /var/cache/cri-shim-dev/tools/cri-tools-v1.36.0).
+# /var/cache/cri-shim-dev/tools/cri-tools-v1.36.0; --critest-version v1.37.0
+# builds and uses that release instead, cached beside it).
 #
 # With --runtime cri-shim, ./cmd/cri-shim and ./cmd/cni-bridge are built from
 # this tree with hack/build.sh (cri-shim, its monitor and pause, cni-bridge) and started as
@@ -450,6 +451,7 @@ main() {
 		--known-skips) KNOWN_SKIPS=${2:?--known-skips needs a file}; shift 2 ;;
 		--known-skips=*) KNOWN_SKIPS=${1#*=}; shift ;;
 		--pause-image) PAUSE_IMAGE=${2:?--pause-image needs an image}; shift 2 ;;
+		--critest-version) use_cri_tools "${2:?--critest-version needs a cri-tools release, e.g. v1.37.0}"; shift 2 ;;
 		--artifacts) ARTIFACTS=${2:?--artifacts needs a directory}; shift 2 ;;
 		--verbose | -v) VERBOSE=1; shift ;;
 		--keep) KEEP=1; shift ;;
@@ -538,7 +540,7 @@ main() {
 		joined=${joined%"$sep"}
 	fi
 	local start=$SECONDS
-	env TMP="$TMP" RUNTIME="$RUNTIME" CNI="$CNI" BENCHMARK="$BENCHMARK" PAUSE_IMAGE="$PAUSE_IMAGE" CONTAINERD2_DIR="$CONTAINERD2_DIR" VERBOSE="$VERBOSE" TOOLS_DIR="$TOOLS_DIR" \
+	env TMP="$TMP" RUNTIME="$RUNTIME" CNI="$CNI" BENCHMARK="$BENCHMARK" PAUSE_IMAGE="$PAUSE_IMAGE" CONTAINERD2_DIR="$CONTAINERD2_DIR" VERBOSE="$VERBOSE" TOOLS_DIR="$TOOLS_DIR" CRI_TOOLS_VERSION="$CRI_TOOLS_VERSION" \
 		TESTIMAGES_CACHE="$TESTIMAGES_CACHE" ARTIFACTS="$ARTIFACTS" CRITEST_EXTRA_ARGS="$joined" EXEC_CMD="$EXEC_CMD" \
 		nsenter --net="/run/netns/$NS" -- \
 		unshare --mount --ipc --uts --propagation private -- \
