@@ -31,24 +31,22 @@ var containerTransitions = map[ContainerState][]ContainerState{
 
 // setState moves the sandbox to state to, or says why it cannot.
 func (s *Sandbox) setState(to SandboxState) error {
-	if s.State == to {
-		return nil
-	}
-	if !slices.Contains(sandboxTransitions[s.State], to) {
-		return fmt.Errorf("pod sandbox %s cannot go from %s to %s: %w", s.ID, s.State, to, errdefs.ErrFailedPrecondition)
-	}
-	s.State = to
-	return nil
+	return transition("pod sandbox", s.ID, &s.State, to, sandboxTransitions)
 }
 
 // setState moves the container to state to, or says why it cannot.
 func (c *Container) setState(to ContainerState) error {
-	if c.State == to {
+	return transition("container", c.ID, &c.State, to, containerTransitions)
+}
+
+// transition sets *state to to if the diagram has that arrow (or it stays).
+func transition[S ~string](kind, id string, state *S, to S, arrows map[S][]S) error {
+	if *state == to {
 		return nil
 	}
-	if !slices.Contains(containerTransitions[c.State], to) {
-		return fmt.Errorf("container %s cannot go from %s to %s: %w", c.ID, c.State, to, errdefs.ErrFailedPrecondition)
+	if !slices.Contains(arrows[*state], to) {
+		return fmt.Errorf("%s %s cannot go from %s to %s: %w", kind, id, *state, to, errdefs.ErrFailedPrecondition)
 	}
-	c.State = to
+	*state = to
 	return nil
 }
