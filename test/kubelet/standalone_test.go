@@ -243,3 +243,78 @@ func TestStandaloneKubelet(t *testing.T) {
 	time.Sleep(5 * time.Second)
 	n.checkNodeClean(t)
 }
+
+// TestStandaloneImageVolume: kubelet (ImageVolume is GA and on) runs a
+// static pod with an OCI image as a volume: kubelet pulls it, cri-shim
+// mounts it read-only, the container reads a file of it, and deleting the
+// manifest leaves nothing.
+func TestStandaloneImageVolume(t *testing.T) {
+	e := newEnv(t)
+	n := e.addNode(nodeOptions{name: "imgvol", ip: "10.100.0.51", standalonePodCIDR: soloPodCIDR})
+	n.writeManifest(t, "reader.yaml", fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: reader
+  namespace: default
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: reader
+    image: %s
+    command: ["sh", "-c", "cat /data/usr/share/nginx/html/index.html; touch /data/x 2>&1; sleep 3600"]
+    volumeMounts:
+    - name: data
+      mountPath: /data
+  volumes:
+  - name: data
+    image:
+      reference: registry.k8s.io/e2e-test-images/nginx:1.14-2
+      pullPolicy: IfNotPresent
+`, busyboxImage))
+	e.waitFor(3*time.Minute, "the image-volume pod Running", n.kubelet, func() bool {
+		pods, err := n.kubeletPods()
+		if err != nil {
+			return false
+		}
+		for _, p := range pods {
+			if p.Name == "reader-imgvol" && p.Status.Phase == corev1.PodRunning {
+				return true
+			}
+		}
+		return false
+	})
+	sbs := n.sandboxes(t, "reader-imgvol")
+	if len(sbs) != 1 {
+		t.Fatalf("%d sandboxes, want 1", len(sbs))
+	}
+	ctrs := n.containers(t, sbs[0].GetId())
+	if len(ctrs) != 1 {
+		t.Fatalf("%d containers, want 1", len(ctrs))
+	}
+	c, cancel := ctx(30 * time.Second)
+	logs, err := n.rt.ContainerStatus(c, &runtimeapi.ContainerStatusRequest{ContainerId: ctrs[0].GetId()})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(30*time.Second, "the container's log shows the image's file", nil, func() bool {
+		data, _ := os.ReadFile(logs.GetStatus().GetLogPath())
+		return strings.Contains(string(data), "Welcome to nginx") && strings.Contains(string(data), "Read-only file system")
+	})
+	var imageMount bool
+	for _, m := range logs.GetStatus().GetMounts() {
+		if m.GetContainerPath() == "/data" && m.GetImage().GetImageRef() != "" {
+			imageMount = true
+		}
+	}
+	if !imageMount {
+		t.Errorf("ContainerStatus has no image mount at /data with its image_ref: %v", logs.GetStatus().GetMounts())
+	}
+
+	os.Remove(filepath.Join(n.dir, "manifests", "reader.yaml"))
+	e.waitFor(3*time.Minute, "the pod removed from the runtime", n.kubelet, func() bool {
+		return len(n.sandboxes(t, "")) == 0 && len(n.containers(t, "")) == 0
+	})
+	time.Sleep(5 * time.Second)
+	n.checkNodeClean(t)
+}
