@@ -232,9 +232,11 @@ func waitExec(ctx context.Context, cmd *exec.Cmd, pidFile string) (waitErr error
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		// Until the process is ours to kill: runc writes the pid file while
+		// its own helpers may still stand between us and the process.
 		if data, err := os.ReadFile(pidFile); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
-				killDescendantOf(pid, cmd.Process.Pid)
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 &&
+				killDescendantOf(pid, cmd.Process.Pid) {
 				break
 			}
 		}
@@ -330,21 +332,28 @@ func (m *Manager) ExecSync(ctx context.Context, id string, cmd []string, timeout
 	return bufs.stdout.Bytes(), bufs.stderr.Bytes(), code, err
 }
 
-// killDescendantOf SIGKILLs pid if it is still a child or grandchild of
-// ancestor (the exec's waiter; runc in between until it exits), which reaps
-// it: a pid read from a file may have been reused once it was reaped. The
-// check and the signal go through one pidfd, so the pid cannot be reused in
-// between.
-func killDescendantOf(pid, ancestor int) {
+// killDescendantOf SIGKILLs pid if it descends from ancestor (the exec's
+// waiter, which reaps it; runc and its init helpers may stand in between
+// until they exit) and reports whether it did: a pid read from a file may
+// have been reused once its process was reaped. The check and the signal
+// go through one pidfd, so the pid cannot be reused in between.
+func killDescendantOf(pid, ancestor int) bool {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return // gone
+		return false // gone, or not there yet
 	}
 	defer unix.Close(fd)
-	if p := parentPid(pid); p != ancestor && (p <= 1 || parentPid(p) != ancestor) {
-		return
+	p := parentPid(pid)
+	for range 8 {
+		if p == ancestor {
+			return unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0) == nil
+		}
+		if p <= 1 {
+			return false
+		}
+		p = parentPid(p)
 	}
-	unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+	return false
 }
 
 // parentPid reads the parent of pid from /proc/<pid>/stat (field 4, after
