@@ -32,8 +32,8 @@ hack/verify.sh
 echo "== go test"
 go test $short -count=1 -timeout 30m ./...
 
-echo "== fuzz (every Go fuzz target, 5 s each)"
-hack/fuzz.sh 5
+echo "== fuzz (every Go fuzz target, 2000 inputs each)"
+hack/fuzz.sh 2000
 
 if [[ -n $short ]]; then
 	echo "== critest, smoke run and VM: not run with -short"
