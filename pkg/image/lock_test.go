@@ -230,41 +230,8 @@ func TestRootfsKeyLock(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := len(f.s.rootfsLocks.m); n != 0 {
+	if n := f.s.rootfsLocks.Held(); n != 0 {
 		t.Errorf("%d rootfs locks left, want none", n)
-	}
-}
-
-func TestKeyedMutex(t *testing.T) {
-	var k keyedMutex
-	unlockA := k.lock("a")
-	// Another key is independent.
-	within(t, readDeadline, "lock of another key", func() error { k.lock("b")(); return nil })
-	got := make(chan struct{})
-	go func() {
-		unlock := k.lock("a")
-		close(got)
-		unlock()
-	}()
-	select {
-	case <-got:
-		t.Fatal("second lock of a key did not wait")
-	case <-time.After(100 * time.Millisecond):
-	}
-	unlockA()
-	<-got
-	// Entries go when unused: the map does not grow with every container.
-	// The goroutine's unlock may still be running.
-	for deadline := time.Now().Add(readDeadline); ; time.Sleep(time.Millisecond) {
-		k.mu.Lock()
-		n := len(k.m)
-		k.mu.Unlock()
-		if n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d keyed mutex entries left, want none", n)
-		}
 	}
 }
 

@@ -114,7 +114,7 @@ func (s *Store) PrepareRootfs(ctx context.Context, imageID, key string) (_ strin
 	if err := validKey(key); err != nil {
 		return "", err
 	}
-	defer s.rootfsLocks.lock(key)()
+	defer s.rootfsLocks.Lock(key)()
 	dir, upper, work, merged := s.rootfsPaths(key)
 	s.mu.Lock()
 	rec, created, err := s.claimRootfsLocked(imageID, key)
@@ -252,7 +252,7 @@ func (s *Store) UnmountRootfs(key string) error {
 	if err := validKey(key); err != nil {
 		return err
 	}
-	defer s.rootfsLocks.lock(key)()
+	defer s.rootfsLocks.Lock(key)()
 	_, _, _, merged := s.rootfsPaths(key)
 	s.hook("unmount")
 	return unmountAll(merged)
@@ -265,7 +265,7 @@ func (s *Store) RemoveRootfs(ctx context.Context, key string) error {
 	if err := validKey(key); err != nil {
 		return err
 	}
-	unlock := s.rootfsLocks.lock(key)
+	unlock := s.rootfsLocks.Lock(key)
 	dir, _, _, merged := s.rootfsPaths(key)
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
 		s.mu.Lock()

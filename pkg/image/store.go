@@ -19,6 +19,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/klog/v2"
+
+	"github.com/cri-shim/cri-shim/pkg/keylock"
 )
 
 // Options configures a Store.
@@ -110,7 +112,7 @@ type Store struct {
 	inUse      func(string) bool
 	limits     limits
 
-	rootfsLocks keyedMutex
+	rootfsLocks keylock.Map
 	recMu       sync.Mutex
 	gcMu        sync.RWMutex
 

@@ -28,7 +28,7 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 	// holds the same lock while it lists and stops the pod's containers,
 	// so a container is either in its list or refused here (lock order:
 	// sandbox, then container).
-	unlockSandbox := m.locks.lock(sandboxID)
+	unlockSandbox := m.locks.Lock(sandboxID)
 	defer unlockSandbox()
 	sb, img, targetPid, err := m.containerPrerequisites(sandboxID, cfg)
 	if err != nil {
@@ -40,7 +40,7 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 	if holder, ok := m.names.reserve(name, id); !ok {
 		return "", fmt.Errorf("container name %q is in use by %s: %w", name, holder, errdefs.ErrAlreadyExists)
 	}
-	unlock := m.locks.lock(id)
+	unlock := m.locks.Lock(id)
 	defer unlock()
 	logger := klog.FromContext(ctx).WithValues("containerID", id, "podSandboxID", sandboxID, "name", cfg.GetMetadata().GetName())
 	var u undo

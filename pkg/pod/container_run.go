@@ -22,7 +22,7 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 	if _, ok := m.containers.get(id); !ok {
 		return notFound("container", id)
 	}
-	unlock := m.locks.lock(id)
+	unlock := m.locks.Lock(id)
 	defer unlock()
 	c, _ := m.containers.get(id)
 	if c == nil || c.State != ContainerCreated {
@@ -70,7 +70,7 @@ func (m *Manager) StopContainer(ctx context.Context, id string, timeout int64) e
 	if _, ok := m.containers.get(id); !ok {
 		return nil
 	}
-	unlock := m.locks.lock(id)
+	unlock := m.locks.Lock(id)
 	defer unlock()
 	c, ok := m.containers.get(id)
 	if !ok || (c.State != ContainerRunning && c.State != ContainerCreated) {
@@ -187,7 +187,7 @@ func (m *Manager) RemoveContainer(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	unlock := m.locks.lock(id)
+	unlock := m.locks.Lock(id)
 	defer unlock()
 	if c, ok = m.containers.get(id); !ok {
 		return nil

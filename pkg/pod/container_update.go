@@ -15,7 +15,7 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, res *runtimeap
 	if !ok {
 		return notFound("container", id)
 	}
-	unlock := m.locks.lock(id)
+	unlock := m.locks.Lock(id)
 	defer unlock()
 	if c.State != ContainerRunning && c.State != ContainerCreated {
 		return fmt.Errorf("container %s is %s: %w", id, c.State, errdefs.ErrFailedPrecondition)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cri-shim/cri-shim/pkg/apparmor"
 	"github.com/cri-shim/cri-shim/pkg/image"
+	"github.com/cri-shim/cri-shim/pkg/keylock"
 	"github.com/cri-shim/cri-shim/pkg/monitor"
 	"github.com/cri-shim/cri-shim/pkg/pause"
 	"github.com/cri-shim/cri-shim/pkg/runtime"
@@ -81,7 +82,7 @@ type Manager struct {
 	network    *network
 	sandboxes  *store[Sandbox]
 	containers *store[Container]
-	locks      keyedMutex
+	locks      keylock.Map // one per sandbox or container ID
 	names      nameIndex
 	exits      *exitWaiter
 	events     *eventBus
@@ -170,41 +171,6 @@ func newID() string {
 	b := make([]byte, 32)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// keyedMutex serialises operations on one object (a sandbox or container
-// ID) without a global lock.
-type keyedMutex struct {
-	mu    sync.Mutex
-	locks map[string]*keyedLock
-}
-
-type keyedLock struct {
-	mu   sync.Mutex
-	refs int
-}
-
-func (k *keyedMutex) lock(key string) func() {
-	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = map[string]*keyedLock{}
-	}
-	l := k.locks[key]
-	if l == nil {
-		l = &keyedLock{}
-		k.locks[key] = l
-	}
-	l.refs++
-	k.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		k.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
 }
 
 // nameIndex maps CRI names (pod: name_namespace_uid_attempt; container:

@@ -189,7 +189,7 @@ func (m *Manager) finishRecovery(ctx context.Context, steps []recoveryStep) {
 // died. If that fails, the sandbox is shown NotReady (kubelet then removes
 // it, which does the same) instead of staying hidden, and it is retried.
 func (m *Manager) undoHalfMadeSandbox(ctx context.Context, id string) error {
-	unlock := m.locks.lock(id)
+	unlock := m.locks.Lock(id)
 	sb, ok := m.sandboxes.get(id)
 	if ok && sb.State == SandboxCreating {
 		err := m.undoSandbox(ctx, sb)

@@ -41,7 +41,7 @@ func (m *Manager) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		}
 		return "", fmt.Errorf("pod sandbox name %q is in use by %s: %w", name, holder, errdefs.ErrAlreadyExists)
 	}
-	unlock := m.locks.lock(id)
+	unlock := m.locks.Lock(id)
 	defer unlock()
 
 	var u undo

@@ -22,7 +22,7 @@ func (m *Manager) StopPod(ctx context.Context, id string) error {
 	logger := klog.FromContext(ctx).WithValues("podSandboxID", id)
 	// Held from the listing of the pod's containers on: CreateContainer
 	// takes it too, so no container joins the pod behind the listing.
-	unlock := m.locks.lock(id)
+	unlock := m.locks.Lock(id)
 	defer unlock()
 	for _, c := range m.containers.list() {
 		if c.SandboxID == id {
@@ -102,7 +102,7 @@ func (m *Manager) RemovePod(ctx context.Context, id string) error {
 	if err := m.fault("remove-containers-removed"); err != nil {
 		return err
 	}
-	unlock := m.locks.lock(id)
+	unlock := m.locks.Lock(id)
 	defer unlock()
 	if err := m.sandboxes.delete(id); err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/cri-shim/cri-shim/pkg/atomicfile"
+	"github.com/cri-shim/cri-shim/pkg/keylock"
 )
 
 // store keeps records of one kind in memory and on disk, one directory per
@@ -21,7 +22,7 @@ type store[T any] struct {
 	file    string
 	mu      sync.RWMutex
 	items   map[string]*T
-	updates keyedMutex // one read-copy-write at a time per record
+	updates keylock.Map // one read-copy-write at a time per record
 }
 
 func newStore[T any](dir, file string) (*store[T], error) {
@@ -68,7 +69,7 @@ func (s *store[T]) put(id string, v *T) error {
 // serialised, so an exit recorded by the exit watcher and a state change by
 // an RPC never overwrite each other.
 func (s *store[T]) update(id string, fn func(*T) error) (*T, error) {
-	unlock := s.updates.lock(id)
+	unlock := s.updates.Lock(id)
 	defer unlock()
 	cur, ok := s.get(id)
 	if !ok {
