@@ -47,6 +47,7 @@ func TestMain(m *testing.M) {
 		c.Stdout, c.Stderr = os.Stderr, os.Stderr
 		if err := c.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e: building binaries:", err)
+			os.RemoveAll(binDir)
 			os.Exit(1)
 		}
 	}
