@@ -7,8 +7,10 @@
 set -euo pipefail
 
 # apparmor: apparmor_parser, so the tests compile cri-shim's default profile
-# (this kernel has AppArmor off: nothing is loaded).
-pkgs=(runc containernetworking-plugins busybox iproute2 nftables util-linux kmod procps gcc libc6-dev apparmor)
+# (this kernel has AppArmor off: nothing is loaded). criu: CheckpointContainer
+# (Debian 12's 3.17 fails `criu check` on 6.x kernels; the tests expect the
+# FailedPrecondition that gives here and a real dump in the VM).
+pkgs=(runc containernetworking-plugins busybox iproute2 nftables util-linux kmod procps gcc libc6-dev apparmor criu)
 if [[ "${1:-}" == "--reference" ]]; then
 	pkgs+=(containerd)
 fi

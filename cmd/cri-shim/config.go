@@ -26,6 +26,7 @@ type Config struct {
 	CgroupDriver      string `toml:"cgroup_driver"`
 	MetricsAddress    string `toml:"metrics_address"`
 	CDISpecDirs       string `toml:"cdi_spec_dirs"`
+	CRIU              string `toml:"criu"`
 }
 
 func defaultConfig() Config {
@@ -44,6 +45,7 @@ func defaultConfig() Config {
 		// Where device plugins and DRA drivers write CDI specs, in order of
 		// precedence (the CDI project's defaults, as containerd and CRI-O).
 		CDISpecDirs: "/etc/cdi:/var/run/cdi",
+		CRIU:        "criu",
 	}
 }
 
@@ -61,6 +63,7 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.CgroupDriver, "cgroup-driver", c.CgroupDriver, "cgroup driver: cgroupfs or systemd; empty: systemd when systemd is the init system, else cgroupfs (kubelet takes it from cri-shim through RuntimeConfig)")
 	fs.StringVar(&c.MetricsAddress, "metrics-address", c.MetricsAddress, "host:port to serve Prometheus metrics on (empty: off)")
 	fs.StringVar(&c.CDISpecDirs, "cdi-spec-dirs", c.CDISpecDirs, "CDI spec directories, separated by ':' (empty: CDI devices are refused)")
+	fs.StringVar(&c.CRIU, "criu", c.CRIU, "CRIU binary for CheckpointContainer (a path, or a name looked up in PATH)")
 }
 
 // load parses the config file (if any) and then the flags, so flags win.

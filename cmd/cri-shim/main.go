@@ -120,8 +120,8 @@ func serve(ctx context.Context, cfg Config) error {
 		MonitorBinary: monitorBin, PauseBinary: pauseBin, PauseImage: cfg.PauseImage,
 		CNIConfDir: cfg.CNIConfDir, CNIBinDirs: filepath.SplitList(cfg.CNIBinDir),
 		CgroupDriver: cfg.CgroupDriver, Images: images, ImageFsMountpoint: filepath.Join(cfg.Root, "images"),
-		CDISpecDirs: filepath.SplitList(cfg.CDISpecDirs),
-		Fault:       failpoint(os.Getenv("CRI_SHIM_FAILPOINT")),
+		CDISpecDirs: filepath.SplitList(cfg.CDISpecDirs), CRIU: cfg.CRIU,
+		Fault: failpoint(os.Getenv("CRI_SHIM_FAILPOINT")),
 	})
 	if err != nil {
 		return err

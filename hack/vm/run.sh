@@ -23,7 +23,7 @@
 #    -cpu max -smp 2 -m 4G; VM_CPUS, VM_MEMORY), no network device at all
 #    (-nic none, -nodefaults).
 #  - Shares (9p) in the guest: /src = this checkout, read-only; /tools =
-#    critest, crictl, ginkgo, testimages, critest-report (and kubelet, kubectl
+#    critest, crictl, ginkgo, testimages, critest-report, checkpointctl (and kubelet, kubectl
 #    when hack/kube/build.sh has them cached) in /tools/bin, the
 #    testimages cache in /tools/testimages-cache and /tools/testimages-go (a
 #    stand-in for `go env GOVERSION`, the guest has no Go), read-only; /out =
@@ -114,11 +114,15 @@ prepare_tools() {
 	mkdir -p "$dir/bin" "$dir/testimages-cache"
 	build_tools
 	cp "$TOOLS_DIR/critest" "$TOOLS_DIR/crictl" "$TOOLS_DIR/ginkgo" "$dir/bin/"
-	log "building testimages and critest-report (static)"
+	log "building testimages, critest-report and checkpointctl (static)"
 	(
 		cd "$REPO"
 		CGO_ENABLED=0 go build -o "$dir/bin/testimages" ./hack/testimages
 		CGO_ENABLED=0 go build -o "$dir/bin/critest-report" ./hack/critest/report
+		# checkpointctl reads CheckpointContainer's archives as users do; the
+		# version of the metadata library go.mod pins.
+		GOBIN="$dir/bin" CGO_ENABLED=0 GOFLAGS= go install \
+			"github.com/checkpoint-restore/checkpointctl@$(go list -m -f '{{.Version}}' github.com/checkpoint-restore/checkpointctl)"
 	)
 	# The images' helper programs are built with go, which the guest lacks:
 	# build them here into the cache and give the guest a copy, with a

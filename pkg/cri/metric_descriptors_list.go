@@ -6,8 +6,9 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// ListMetricDescriptors: cri-shim exports no metrics beyond the CRI stats
-// (kubelet then takes everything from ListPodSandboxStats).
+// ListMetricDescriptors announces the container_* metrics
+// ListPodSandboxMetrics reports (metrics.go); kubelet reads them once, at
+// start-up, to serve /metrics/cadvisor with PodAndContainerStatsFromCRI.
 func (s *Server) ListMetricDescriptors(ctx context.Context, req *runtimeapi.ListMetricDescriptorsRequest) (*runtimeapi.ListMetricDescriptorsResponse, error) {
-	return &runtimeapi.ListMetricDescriptorsResponse{}, nil
+	return &runtimeapi.ListMetricDescriptorsResponse{Descriptors: metricDescriptors()}, nil
 }

@@ -17,6 +17,7 @@
 //	(*Store) UnmountRootfs(key string) error
 //	(*Store) RemoveRootfs(ctx, key string) error
 //	(*Store) RootfsUsage(key string) (bytes, inodes uint64, err error)
+//	(*Store) RootfsUpper(key string) (string, error)
 //	ParseRef(string) (Reference, error)           // docker normalisation
 //	ParseUser(string) (uid *int64, username string)
 //

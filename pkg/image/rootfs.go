@@ -325,6 +325,19 @@ func (s *Store) anyUnreadableRootfs() bool {
 
 // RootfsUsage reports the disk usage of the rootfs's writable layer (its
 // upper dir): bytes allocated and inodes.
+// RootfsUpper is the writable (upper) directory of a container's rootfs:
+// what the container changed, whiteouts included (a checkpoint archives it).
+func (s *Store) RootfsUpper(key string) (string, error) {
+	if err := validKey(key); err != nil {
+		return "", err
+	}
+	_, upper, _, _ := s.rootfsPaths(key)
+	if _, err := os.Lstat(upper); errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("rootfs %q: %w", key, errdefs.ErrNotFound)
+	}
+	return upper, nil
+}
+
 func (s *Store) RootfsUsage(key string) (bytes, inodes uint64, err error) {
 	if err := validKey(key); err != nil {
 		return 0, 0, err

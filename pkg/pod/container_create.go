@@ -84,7 +84,8 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 	bundle := m.bundleDir(id)
 	u.add("remove bundle", func(context.Context) error { return os.RemoveAll(bundle) }) // also a half-written one
 	ident, groups, err := m.writeContainerBundle(ctx, specInput{id: id, sb: sb, cfg: cfg, img: img, rootfs: rootfs,
-		podFiles: m.podFilesDir(sandboxID), users: readUserDB(rootfs), targetPid: targetPid, imageVolumes: volumes})
+		podFiles: m.podFilesDir(sandboxID), users: readUserDB(rootfs), targetPid: targetPid, imageVolumes: volumes,
+		criuConfig: m.criuConfigPath(id)})
 	if err != nil {
 		return "", err
 	}

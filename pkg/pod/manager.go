@@ -31,6 +31,7 @@ type Images interface {
 	PrepareRootfs(ctx context.Context, imageID, key string) (string, error)
 	RemoveRootfs(ctx context.Context, key string) error
 	RootfsUsage(key string) (bytes, inodes uint64, err error)
+	RootfsUpper(key string) (string, error)
 }
 
 // Config holds the Manager's dependencies and paths.
@@ -67,6 +68,10 @@ type Config struct {
 	// refused.
 	CDISpecDirs []string
 
+	// CRIU is the criu binary CheckpointContainer uses (default "criu"
+	// from PATH).
+	CRIU string
+
 	// Fault, when set, is called at named steps of the orchestration; an
 	// error fails the operation there (tests prove rollback with it).
 	Fault func(step string) error
@@ -88,6 +93,7 @@ type Manager struct {
 	events     *eventBus
 	pauseRoot  string
 	rates      cpuRates
+	samples    sampleCache
 	ownOOMAdj  int
 }
 

@@ -38,7 +38,16 @@ type specInput struct {
 	// imageVolumes are the host paths of the image volumes, by container
 	// path (mountImageVolumes).
 	imageVolumes map[string]string
+	// criuConfig is the CRIU configuration file the OCI runtime hands CRIU
+	// when the container is checkpointed (CheckpointContainer writes it).
+	criuConfig string
 }
+
+// criuConfigAnnotation names the CRIU configuration file runc and crun
+// pass to CRIU on checkpoint. cri-shim always sets it, after the user's
+// annotations: a pod that named its own file could make CRIU, running as
+// root on the host, execute an action script of its choice.
+const criuConfigAnnotation = "org.criu.config"
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
@@ -103,6 +112,7 @@ func containerSpec(in specInput) (*specs.Spec, *identity, []uint32, error) {
 			"io.kubernetes.cri.container-type": "container",
 			"io.kubernetes.cri.container-name": cfg.GetMetadata().GetName(),
 			"io.kubernetes.cri.sandbox-id":     in.sb.ID,
+			criuConfigAnnotation:               in.criuConfig,
 		}),
 	)
 	if propagation := rootfsPropagation(cfg.GetMounts()); propagation != "" {

@@ -427,6 +427,21 @@ func TestSeccompProfile(t *testing.T) {
 	if _, err := seccompProfile(&runtimeapi.LinuxContainerSecurityContext{Seccomp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/nonexistent.json"}}, nil); err == nil {
 		t.Error("a missing localhost profile is not an error")
 	}
+	// io_uring stays denied whatever the capabilities (EPERM by the default
+	// action), as in containerd's and Docker's profiles.
+	var all []string
+	for c := range seccompByCapability {
+		all = append(all, c)
+	}
+	for _, caps := range [][]string{nil, all} {
+		for _, rule := range defaultSeccomp(caps).Syscalls {
+			for _, name := range rule.Names {
+				if strings.HasPrefix(name, "io_uring") && rule.Action == specs.ActAllow {
+					t.Errorf("%s allowed with capabilities %v", name, caps)
+				}
+			}
+		}
+	}
 }
 
 func TestResolveUser(t *testing.T) {

@@ -35,6 +35,8 @@ type PodStats struct {
 type InterfaceStats struct {
 	Name                               string
 	RxBytes, RxErrors, TxBytes, TxErrs uint64
+	RxPackets, RxDropped               uint64
+	TxPackets, TxDropped               uint64
 }
 
 // cpuRates remembers the previous CPU sample per cgroup to compute rates.
@@ -160,8 +162,10 @@ func interfaceStats(nsPath string) ([]InterfaceStats, error) {
 		if a.Name == "lo" || a.Statistics == nil {
 			continue
 		}
-		out = append(out, InterfaceStats{Name: a.Name, RxBytes: a.Statistics.RxBytes, RxErrors: a.Statistics.RxErrors,
-			TxBytes: a.Statistics.TxBytes, TxErrs: a.Statistics.TxErrors})
+		st := a.Statistics
+		out = append(out, InterfaceStats{Name: a.Name, RxBytes: st.RxBytes, RxErrors: st.RxErrors,
+			TxBytes: st.TxBytes, TxErrs: st.TxErrors, RxPackets: st.RxPackets, RxDropped: st.RxDropped,
+			TxPackets: st.TxPackets, TxDropped: st.TxDropped})
 	}
 	return out, nil
 }

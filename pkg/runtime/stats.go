@@ -3,10 +3,12 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
+	stats1 "github.com/containerd/cgroups/v3/cgroup1/stats"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	stats2 "github.com/containerd/cgroups/v3/cgroup2/stats"
 )
@@ -29,8 +31,41 @@ type CgroupStats struct {
 	// Pressure stall information (cgroup v2 with PSI in the kernel; nil
 	// otherwise) of the cgroup's CPU, memory and IO.
 	CPUPressure, MemoryPressure, IOPressure *Pressure
-	// IO totals over all devices (cgroup v2 io.stat).
+	// IO totals over all devices (cgroup v2 io.stat, v1 blkio).
 	IOReadBytes, IOWriteBytes, IOReads, IOWrites uint64
+
+	// The rest is what cAdvisor-style metrics add (ListPodSandboxMetrics).
+
+	// CPUUser and CPUSystem split CPUUsage (nanoseconds); CFS* are the
+	// bandwidth controller's counters (ThrottledTime in nanoseconds).
+	CPUUser, CPUSystem                                uint64
+	CFSPeriods, CFSThrottledPeriods, CFSThrottledTime uint64
+	// MemoryCache is the page cache (v1 cache, v2 file), MemoryKernel the
+	// kernel's own memory charged to the cgroup, MemoryMaxUsage the peak
+	// (v1 max_usage_in_bytes, v2 memory.peak; 0 when the kernel has none).
+	MemoryCache, MemoryMappedFile, MemoryKernel, MemoryMaxUsage uint64
+	// MemoryFailcnt counts hits of the limit (v1 failcnt, v2 events max).
+	MemoryFailcnt uint64
+	// OwnPageFaults/OwnMajorPageFaults leave out child cgroups on v1 (v2
+	// counts only hierarchically: there they equal PageFaults).
+	OwnPageFaults, OwnMajorPageFaults uint64
+	OOMKills                          uint64
+	PidsLimit                         uint64 // 0: unlimited
+	Hugetlb                           []HugetlbStats
+	Devices                           []DeviceIO
+}
+
+// HugetlbStats is one huge page size's usage. MaxUsage is 0 on cgroup v2,
+// which keeps no peak.
+type HugetlbStats struct {
+	PageSize        string
+	Usage, MaxUsage uint64
+}
+
+// DeviceIO is one block device's IO as the cgroup accounts it.
+type DeviceIO struct {
+	Major, Minor                         uint64
+	ReadBytes, WriteBytes, Reads, Writes uint64
 }
 
 // Pressure is one resource's PSI: the share of time some (or all, Full)
@@ -73,21 +108,35 @@ func ReadCgroupStats(path string) (*CgroupStats, error) {
 			return nil, fmt.Errorf("read cgroup %s: %w", path, err)
 		}
 		s := &CgroupStats{Time: now}
-		if st.CPU != nil {
-			s.CPUUsage = st.CPU.UsageUsec * 1000
-			s.CPUPressure = pressure(st.CPU.PSI)
+		if cpu := st.CPU; cpu != nil {
+			s.CPUUsage = cpu.UsageUsec * 1000
+			s.CPUUser, s.CPUSystem = cpu.UserUsec*1000, cpu.SystemUsec*1000
+			s.CFSPeriods, s.CFSThrottledPeriods, s.CFSThrottledTime = cpu.NrPeriods, cpu.NrThrottled, cpu.ThrottledUsec*1000
+			s.CPUPressure = pressure(cpu.PSI)
 		}
 		if mem := st.Memory; mem != nil {
 			s.MemoryUsage, s.MemoryRSS, s.PageFaults, s.MajorPageFaults = mem.Usage, mem.Anon, mem.Pgfault, mem.Pgmajfault
+			s.OwnPageFaults, s.OwnMajorPageFaults = mem.Pgfault, mem.Pgmajfault
 			s.MemoryWorkingSet = sub(mem.Usage, mem.InactiveFile)
 			if mem.UsageLimit < 1<<62 {
 				s.MemoryLimit = mem.UsageLimit
 			}
 			s.SwapUsage = mem.SwapUsage
+			s.MemoryCache, s.MemoryMappedFile, s.MemoryMaxUsage = mem.File, mem.FileMapped, mem.MaxUsage
+			// memory.stat has no single "kernel" line before Linux 5.18;
+			// these are the parts it sums.
+			s.MemoryKernel = mem.KernelStack + mem.Slab + mem.Sock
 			s.MemoryPressure = pressure(mem.PSI)
+		}
+		if ev := st.MemoryEvents; ev != nil {
+			s.MemoryFailcnt, s.OOMKills = ev.Max, ev.OomKill
 		}
 		if st.Pids != nil {
 			s.Pids = st.Pids.Current
+			s.PidsLimit = limit(st.Pids.Limit)
+		}
+		for _, h := range st.Hugetlb {
+			s.Hugetlb = append(s.Hugetlb, HugetlbStats{PageSize: h.Pagesize, Usage: h.Current})
 		}
 		if io := st.Io; io != nil {
 			s.IOPressure = pressure(io.PSI)
@@ -96,6 +145,8 @@ func ReadCgroupStats(path string) (*CgroupStats, error) {
 				s.IOWriteBytes += e.Wbytes
 				s.IOReads += e.Rios
 				s.IOWrites += e.Wios
+				s.Devices = append(s.Devices, DeviceIO{Major: e.Major, Minor: e.Minor,
+					ReadBytes: e.Rbytes, WriteBytes: e.Wbytes, Reads: e.Rios, Writes: e.Wios})
 			}
 		}
 		return s, nil
@@ -109,8 +160,13 @@ func ReadCgroupStats(path string) (*CgroupStats, error) {
 		return nil, fmt.Errorf("read cgroup %s: %w", path, err)
 	}
 	s := &CgroupStats{Time: now}
-	if st.CPU != nil && st.CPU.Usage != nil {
-		s.CPUUsage = st.CPU.Usage.Total
+	if cpu := st.CPU; cpu != nil {
+		if u := cpu.Usage; u != nil {
+			s.CPUUsage, s.CPUUser, s.CPUSystem = u.Total, u.User, u.Kernel
+		}
+		if t := cpu.Throttling; t != nil {
+			s.CFSPeriods, s.CFSThrottledPeriods, s.CFSThrottledTime = t.Periods, t.ThrottledPeriods, t.ThrottledTime
+		}
 	}
 	if mem := st.Memory; mem != nil && mem.Usage != nil {
 		s.MemoryUsage = mem.Usage.Usage
@@ -123,11 +179,71 @@ func ReadCgroupStats(path string) (*CgroupStats, error) {
 		if mem.Swap != nil {
 			s.SwapUsage = sub(mem.Swap.Usage, mem.Usage.Usage)
 		}
+		s.MemoryCache, s.MemoryMappedFile = mem.TotalCache, mem.TotalMappedFile
+		s.MemoryMaxUsage, s.MemoryFailcnt = mem.Usage.Max, mem.Usage.Failcnt
+		s.OwnPageFaults, s.OwnMajorPageFaults = mem.PgFault, mem.PgMajFault
+		if mem.Kernel != nil {
+			s.MemoryKernel = mem.Kernel.Usage
+		}
+	}
+	if oom := st.MemoryOomControl; oom != nil {
+		s.OOMKills = oom.OomKill
 	}
 	if st.Pids != nil {
 		s.Pids = st.Pids.Current
+		s.PidsLimit = limit(st.Pids.Limit)
+	}
+	for _, h := range st.Hugetlb {
+		s.Hugetlb = append(s.Hugetlb, HugetlbStats{PageSize: h.Pagesize, Usage: h.Usage, MaxUsage: h.Max})
+	}
+	if b := st.Blkio; b != nil {
+		s.Devices = blkioDevices(b.IoServiceBytesRecursive, b.IoServicedRecursive)
+		for _, d := range s.Devices {
+			s.IOReadBytes += d.ReadBytes
+			s.IOWriteBytes += d.WriteBytes
+			s.IOReads += d.Reads
+			s.IOWrites += d.Writes
+		}
 	}
 	return s, nil
+}
+
+// blkioDevices folds v1's per-operation blkio entries into one record per
+// device.
+func blkioDevices(bytes, ios []*stats1.BlkIOEntry) []DeviceIO {
+	var out []DeviceIO
+	at := map[[2]uint64]int{}
+	for pass, entries := range [][]*stats1.BlkIOEntry{bytes, ios} {
+		for _, e := range entries {
+			k := [2]uint64{e.Major, e.Minor}
+			i, ok := at[k]
+			if !ok {
+				i = len(out)
+				at[k] = i
+				out = append(out, DeviceIO{Major: e.Major, Minor: e.Minor})
+			}
+			d := &out[i]
+			switch {
+			case pass == 0 && strings.EqualFold(e.Op, "read"):
+				d.ReadBytes += e.Value
+			case pass == 0 && strings.EqualFold(e.Op, "write"):
+				d.WriteBytes += e.Value
+			case pass == 1 && strings.EqualFold(e.Op, "read"):
+				d.Reads += e.Value
+			case pass == 1 && strings.EqualFold(e.Op, "write"):
+				d.Writes += e.Value
+			}
+		}
+	}
+	return out
+}
+
+// limit maps the kernel's "no limit" (max, or a page-rounded MaxInt64) to 0.
+func limit(v uint64) uint64 {
+	if v >= 1<<62 {
+		return 0
+	}
+	return v
 }
 
 func sub(a, b uint64) uint64 {

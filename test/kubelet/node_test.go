@@ -3,9 +3,11 @@ package kubelet
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,6 +36,8 @@ type nodeOptions struct {
 	// the agent in --pod-cidr mode. Empty: a cluster node (needs e.cp).
 	standalonePodCIDR string
 	kubeProxy         bool
+	// featureGates are kubelet feature gates to set.
+	featureGates map[string]bool
 }
 
 // node is one simulated machine: a network namespace with eth0 on the hub's
@@ -338,6 +342,12 @@ func (n *node) startKubelet() {
 	extra := ""
 	if n.opts.standalonePodCIDR != "" {
 		extra = "podCIDR: " + n.opts.standalonePodCIDR + "\n"
+	}
+	if len(n.opts.featureGates) > 0 {
+		extra += "featureGates:\n"
+		for _, g := range slices.Sorted(maps.Keys(n.opts.featureGates)) {
+			extra += fmt.Sprintf("  %s: %v\n", g, n.opts.featureGates[g])
+		}
 	}
 	conf := fmt.Sprintf(kubeletConfigTmpl, n.cgroupRoot, n.sock, n.dir, n.ip, extra)
 	cfgPath := filepath.Join(n.dir, "kubelet.yaml")

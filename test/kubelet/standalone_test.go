@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -317,4 +318,83 @@ spec:
 	})
 	time.Sleep(5 * time.Second)
 	n.checkNodeClean(t)
+}
+
+// TestStandaloneCRIMetrics: kubelet with PodAndContainerStatsFromCRI serves
+// /metrics/cadvisor from cri-shim's ListMetricDescriptors and
+// ListPodSandboxMetrics: a static pod's CPU and working set appear with its
+// namespace, pod and container labels, and the scrape has no errors.
+func TestStandaloneCRIMetrics(t *testing.T) {
+	e := newEnv(t)
+	n := e.addNode(nodeOptions{name: "metrics", ip: "10.100.0.52", standalonePodCIDR: soloPodCIDR,
+		featureGates: map[string]bool{"PodAndContainerStatsFromCRI": true}})
+	n.writeManifest(t, "burner.yaml", fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: burner
+  namespace: default
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: burn
+    image: %s
+    command: ["sh", "-c", "i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); done; sleep 3600"]
+`, busyboxImage))
+	want := []string{"container_cpu_usage_seconds_total", "container_memory_working_set_bytes"}
+	var body string
+	e.waitFor(3*time.Minute, "/metrics/cadvisor with the pod's series", n.kubelet, func() bool {
+		b, err := httpGet(httpIn(n.ns), fmt.Sprintf("https://%s:10250/metrics/cadvisor", n.ip))
+		if err != nil {
+			return false
+		}
+		body = b
+		for _, name := range want {
+			if criSeries(body, name, `container="burn"`, `namespace="default"`, `pod="burner-metrics"`, `image="`+busyboxImage+`"`) == "" {
+				return false
+			}
+		}
+		return true
+	})
+	for _, name := range want {
+		t.Logf("%s", criSeries(body, name, `container="burn"`, `pod="burner-metrics"`))
+	}
+	// The busy loop took seconds of CPU; the CRI carries whole seconds.
+	e.waitFor(time.Minute, "the pod's CPU seconds counted", nil, func() bool {
+		b, err := httpGet(httpIn(n.ns), fmt.Sprintf("https://%s:10250/metrics/cadvisor", n.ip))
+		if err != nil {
+			return false
+		}
+		// NAME{LABELS} VALUE [TIMESTAMP]
+		f := strings.Fields(criSeries(b, "container_cpu_usage_seconds_total", `container="burn"`))
+		if len(f) < 2 {
+			return false
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		return err == nil && v >= 1
+	})
+
+	os.Remove(filepath.Join(n.dir, "manifests", "burner.yaml"))
+	e.waitFor(3*time.Minute, "the pod removed from the runtime", n.kubelet, func() bool {
+		return len(n.sandboxes(t, "")) == 0 && len(n.containers(t, "")) == 0
+	})
+	time.Sleep(5 * time.Second)
+	n.checkNodeClean(t)
+}
+
+// criSeries is the first line of a Prometheus text body for metric name
+// that has every one of labels.
+func criSeries(body, name string, labels ...string) string {
+	for _, l := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(l, name+"{") {
+			continue
+		}
+		ok := true
+		for _, want := range labels {
+			ok = ok && strings.Contains(l, want)
+		}
+		if ok {
+			return l
+		}
+	}
+	return ""
 }

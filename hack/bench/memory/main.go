@@ -8,6 +8,8 @@
 //	       10, 50 and 110 pods (each with one `sleep` container, not counted)
 //	churn: RSS of the daemon before and after 1000 pod lifecycles, 10 in
 //	       parallel, and (cri-shim) hack/leakcheck afterwards
+//	rpc:   p50/p99 of the list, status, stats and metrics RPCs kubelet
+//	       calls, at 110 pods x 3 containers (kubelet's default maximum)
 package main
 
 import (
@@ -44,10 +46,13 @@ type bench struct {
 }
 
 func main() {
-	mode := flag.String("mode", "pss", "pss or churn")
+	mode := flag.String("mode", "pss", "pss, churn or rpc")
 	counts := flag.String("pods", "10,50,110", "pod counts to measure at (pss)")
 	lifecycles := flag.Int("lifecycles", 1000, "pod lifecycles (churn)")
 	parallel := flag.Int("parallel", 10, "lifecycles in parallel (churn)")
+	rpcPods := flag.Int("rpc-pods", 110, "pods (rpc)")
+	rpcContainers := flag.Int("rpc-containers", 3, "containers per pod (rpc)")
+	rounds := flag.Int("rounds", 100, "calls of each RPC (rpc)")
 	flag.Parse()
 	conn, err := grpc.NewClient("unix://"+os.Getenv("CRI_SOCK"), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -68,6 +73,8 @@ func main() {
 		err = b.pss(ctx, *counts)
 	case "churn":
 		err = b.churn(ctx, *lifecycles, *parallel)
+	case "rpc":
+		err = b.rpc(ctx, *rpcPods, *rpcContainers, *rounds)
 	default:
 		err = fmt.Errorf("unknown mode %q", *mode)
 	}
@@ -81,34 +88,37 @@ func fail(err error) {
 	os.Exit(1)
 }
 
-// startPod runs a pod with one sleeping container and returns its ID.
-func (b *bench) startPod(ctx context.Context, withContainer bool) (string, error) {
-	n := b.seq.Add(1)
+// startPod runs a pod with n sleeping containers and returns its ID.
+func (b *bench) startPod(ctx context.Context, n int) (string, error) {
+	seq := b.seq.Add(1)
 	cfg := &runtimeapi.PodSandboxConfig{
-		Metadata:     &runtimeapi.PodSandboxMetadata{Name: fmt.Sprintf("mem-%d", n), Namespace: "bench", Uid: fmt.Sprintf("uid-%d", n)},
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: fmt.Sprintf("mem-%d", seq), Namespace: "bench", Uid: fmt.Sprintf("uid-%d", seq)},
 		Hostname:     "mem",
-		LogDirectory: filepath.Join(b.runDir, "bench-logs", strconv.FormatInt(n, 10)),
+		LogDirectory: filepath.Join(b.runDir, "bench-logs", strconv.FormatInt(seq, 10)),
 		Linux:        &runtimeapi.LinuxPodSandboxConfig{CgroupParent: cgroupParent},
 	}
 	run, err := b.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
 	if err != nil {
 		return "", err
 	}
-	if !withContainer {
-		return run.GetPodSandboxId(), nil
-	}
-	c, err := b.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: run.GetPodSandboxId(), SandboxConfig: cfg,
-		Config: &runtimeapi.ContainerConfig{
-			Metadata: &runtimeapi.ContainerMetadata{Name: "sleep"}, Image: &runtimeapi.ImageSpec{Image: image},
-			Command: []string{"sleep", "3600"}, LogPath: "sleep.log",
-			Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
-				NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}}},
-		}})
-	if err != nil {
-		return "", err
-	}
-	if _, err := b.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c.GetContainerId()}); err != nil {
-		return "", err
+	for i := range n {
+		name := "sleep"
+		if i > 0 {
+			name = fmt.Sprintf("sleep-%d", i)
+		}
+		c, err := b.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: run.GetPodSandboxId(), SandboxConfig: cfg,
+			Config: &runtimeapi.ContainerConfig{
+				Metadata: &runtimeapi.ContainerMetadata{Name: name}, Image: &runtimeapi.ImageSpec{Image: image},
+				Command: []string{"sleep", "3600"}, LogPath: name + ".log",
+				Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+					NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}}},
+			}})
+		if err != nil {
+			return "", err
+		}
+		if _, err := b.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c.GetContainerId()}); err != nil {
+			return "", err
+		}
 	}
 	return run.GetPodSandboxId(), nil
 }
@@ -183,7 +193,7 @@ func (b *bench) pss(ctx context.Context, counts string) error {
 	for _, c := range strings.Split(counts, ",") {
 		want, _ := strconv.Atoi(c)
 		for len(sandboxes) < want {
-			id, err := b.startPod(ctx, true)
+			id, err := b.startPod(ctx, 1)
 			if err != nil {
 				return err
 			}
@@ -213,7 +223,7 @@ func (b *bench) pss(ctx context.Context, counts string) error {
 func (b *bench) churn(ctx context.Context, lifecycles, parallel int) error {
 	// Warm up so the "before" figure is not a cold process.
 	for range 10 {
-		id, err := b.startPod(ctx, true)
+		id, err := b.startPod(ctx, 1)
 		if err != nil {
 			return err
 		}
@@ -232,7 +242,7 @@ func (b *bench) churn(ctx context.Context, lifecycles, parallel int) error {
 		go func() {
 			defer wg.Done()
 			for next.Add(1) <= int64(lifecycles) {
-				id, err := b.startPod(ctx, true)
+				id, err := b.startPod(ctx, 1)
 				if err == nil {
 					err = b.removePod(ctx, id)
 				}

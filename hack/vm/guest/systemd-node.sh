@@ -11,7 +11,11 @@
 #    its pause and its container are scopes cri-shim-<id>.scope inside that
 #    slice (/proc/PID/cgroup), memory.max and cpu.max hold the limits, the
 #    container runs under cri-shim-default;
-#  - stats: non-zero CPU and memory, with PSI;
+#  - stats: non-zero CPU and memory, with PSI; CRI metrics (crictl metricsp)
+#    with the PSI families and the limits read back;
+#  - a forensic checkpoint (crictl checkpoint, Debian's CRIU): the archive
+#    has checkpointctl's layout, mode 600, checkpointctl shows it, the
+#    container runs on;
 #  - systemctl restart and systemctl stop/start of cri-shim keep the container
 #    running and its log flowing; the monitor has a scope of its own;
 #  - a container past its memory limit: OOMKilled, exit 137;
@@ -88,6 +92,30 @@ check "container stats: CPU ${cpu:-none} ns, working set ${mem:-none} bytes" tes
 check "container stats carry PSI" grep -q '"psi"' <<<"$stats"
 podstats=$(crictl statsp -o json "$pod" 2>/dev/null | tr -d ' \n' || true)
 check "pod stats have CPU and memory" grep -q '"usageCoreNanoSeconds"' <<<"$podstats"
+
+# CRI metrics (what kubelet serves as /metrics/cadvisor): on cgroup v2 with
+# PSI the pressure families have values too; the limits read back.
+metrics=$(crictl metricsp -o json 2>/dev/null | tr -d ' \n' || true)
+for name in container_pressure_cpu_waiting_seconds_total container_pressure_memory_stalled_seconds_total \
+	container_spec_cpu_quota container_memory_working_set_bytes container_network_receive_bytes_total \
+	container_threads container_fs_usage_bytes; do
+	check "pod metrics have $name" grep -q "\"name\":\"$name\"" <<<"$metrics"
+done
+check "container_spec_memory_limit_bytes is 64 MiB" grep -qE \
+	'"name":"container_spec_memory_limit_bytes"[^}]*"label_?[vV]alues":\["node-test","default","counter"[^]]*\],"value":\{"value":"?67108864"?\}' <<<"$metrics"
+
+# A forensic checkpoint (KEP-2008) with the node's CRIU: the archive has
+# the layout checkpointctl reads, it is private, the container runs on.
+ckpt=$work/checkpoint.tar
+check "crictl checkpoint of the running container" crictl checkpoint --export="$ckpt" "$ctr"
+listing=$(tar tf "$ckpt" 2>/dev/null || true)
+for f in checkpoint/inventory.img config.dump spec.dump rootfs-diff.tar; do
+	check "the checkpoint archive has $f" grep -qx "$f" <<<"$listing"
+done
+check "the checkpoint archive is mode 600 ($(stat -c %a "$ckpt" 2>/dev/null))" test "$(stat -c %a "$ckpt" 2>/dev/null)" = 600
+check "checkpointctl reads the archive" checkpointctl show "$ckpt"
+check "after the checkpoint the container still runs" kill -0 "$pid"
+rm -f "$ckpt"
 
 monitor=$(pgrep -f '^/usr/local/bin/cri-shim-monitor' | head -1 || true)
 check "the monitor (pid ${monitor:-none}) has a scope of its own ($(cut -d: -f3 "/proc/${monitor:-0}/cgroup" 2>/dev/null))" \

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// rpc fills the node to kubelet's default maximum (pods, each with
+// containers sleeping containers) and times the list, status, stats and
+// metrics calls kubelet makes at that density, one at a time as kubelet's
+// PLEG and housekeeping do, printing p50 and p99 of each.
+func (b *bench) rpc(ctx context.Context, pods, containers, rounds int) error {
+	var podIDs, ctrIDs []string
+	defer func() {
+		for _, id := range podIDs {
+			b.removePod(context.Background(), id)
+		}
+	}()
+	start := time.Now()
+	for range pods {
+		id, err := b.startPod(ctx, containers)
+		if err != nil {
+			return err
+		}
+		podIDs = append(podIDs, id)
+	}
+	fmt.Printf("%s: %d pods x %d containers started in %s\n", b.label, pods, containers, time.Since(start).Round(time.Second))
+	list, err := b.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+	if err != nil {
+		return err
+	}
+	for _, c := range list.GetContainers() {
+		ctrIDs = append(ctrIDs, c.GetId())
+	}
+	time.Sleep(3 * time.Second)
+
+	calls := []struct {
+		name string
+		// gap before each call: the metrics samples are reused for a
+		// second (pod.MetricsMaxAge), and kubelet scrapes every 10-15 s,
+		// so each timed scrape must read everything afresh.
+		gap  time.Duration
+		call func() error
+	}{
+		{"ListPodSandbox", 0, func() error { _, err := b.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{}); return err }},
+		{"ListContainers", 0, func() error { _, err := b.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{}); return err }},
+		{"PodSandboxStatus", 0, func() error {
+			_, err := b.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: podIDs[rand.IntN(len(podIDs))]})
+			return err
+		}},
+		{"ContainerStatus", 0, func() error {
+			_, err := b.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctrIDs[rand.IntN(len(ctrIDs))]})
+			return err
+		}},
+		{"ListContainerStats", 0, func() error {
+			_, err := b.rt.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{})
+			return err
+		}},
+		{"ListPodSandboxStats", 0, func() error {
+			_, err := b.rt.ListPodSandboxStats(ctx, &runtimeapi.ListPodSandboxStatsRequest{})
+			return err
+		}},
+		{"ListPodSandboxMetrics", 1100 * time.Millisecond, func() error {
+			_, err := b.rt.ListPodSandboxMetrics(ctx, &runtimeapi.ListPodSandboxMetricsRequest{})
+			return err
+		}},
+	}
+	fmt.Printf("%-24s %-22s %6s %9s %9s %9s\n", "runtime", "rpc", "calls", "p50 ms", "p99 ms", "max ms")
+	for _, c := range calls {
+		var d []time.Duration
+		unimplemented := false
+		n := rounds
+		if c.gap > 0 {
+			n = max(1, rounds/4)
+		}
+		for range n {
+			time.Sleep(c.gap)
+			t := time.Now()
+			err := c.call()
+			if status.Code(err) == codes.Unimplemented {
+				unimplemented = true
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+			d = append(d, time.Since(t))
+		}
+		if unimplemented {
+			fmt.Printf("%-24s %-22s %6s\n", b.label, c.name, "unimplemented")
+			continue
+		}
+		slices.Sort(d)
+		q := func(p float64) float64 {
+			return float64(d[min(len(d)-1, int(p*float64(len(d))))].Microseconds()) / 1000
+		}
+		fmt.Printf("%-24s %-22s %6d %9.2f %9.2f %9.2f\n", b.label, c.name, len(d), q(0.5), q(0.99), q(1))
+	}
+	return nil
+}
