@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -27,6 +28,17 @@ type Config struct {
 	MetricsAddress    string `toml:"metrics_address"`
 	CDISpecDirs       string `toml:"cdi_spec_dirs"`
 	CRIU              string `toml:"criu"`
+	// Runtimes are RuntimeClass handlers besides the default (runtime):
+	// a TOML table only ([runtimes.NAME] binary, root). crun is added
+	// when it is installed, answers `crun features` and is not configured.
+	Runtimes map[string]RuntimeHandler `toml:"runtimes"`
+}
+
+// RuntimeHandler is one [runtimes.NAME] table: an OCI runtime with runc's
+// command line, and its state directory (default <state>/runtimes/NAME).
+type RuntimeHandler struct {
+	Binary string `toml:"binary"`
+	Root   string `toml:"root"`
 }
 
 func defaultConfig() Config {
@@ -96,6 +108,17 @@ func load(args []string, fs *flag.FlagSet) (Config, error) {
 	cfg.bindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
+	}
+	// crun is offered when it is installed and answers `crun features` (the
+	// OCI runtime features document, crun >= 1.9): Debian 12's crun 1.8.1
+	// has no such command, and refuses cgroup v1 hybrid hosts anyway.
+	if _, ok := cfg.Runtimes["crun"]; !ok {
+		if path, err := exec.LookPath("crun"); err == nil && exec.Command(path, "features").Run() == nil {
+			if cfg.Runtimes == nil {
+				cfg.Runtimes = map[string]RuntimeHandler{}
+			}
+			cfg.Runtimes["crun"] = RuntimeHandler{Binary: path}
+		}
 	}
 	switch cfg.CgroupDriver {
 	case "":

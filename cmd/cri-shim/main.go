@@ -120,7 +120,7 @@ func serve(ctx context.Context, cfg Config) error {
 		MonitorBinary: monitorBin, PauseBinary: pauseBin, PauseImage: cfg.PauseImage,
 		CNIConfDir: cfg.CNIConfDir, CNIBinDirs: filepath.SplitList(cfg.CNIBinDir),
 		CgroupDriver: cfg.CgroupDriver, Images: images, ImageFsMountpoint: filepath.Join(cfg.Root, "images"),
-		CDISpecDirs: filepath.SplitList(cfg.CDISpecDirs), CRIU: cfg.CRIU,
+		CDISpecDirs: filepath.SplitList(cfg.CDISpecDirs), CRIU: cfg.CRIU, Handlers: handlers(cfg.Runtimes),
 		Fault: failpoint(os.Getenv("CRI_SHIM_FAILPOINT")),
 	})
 	if err != nil {
@@ -251,4 +251,13 @@ func imagesCommand(args []string) error {
 		fmt.Printf("%s %s\n", img.ID, strings.Join(img.RepoTags, ","))
 	}
 	return nil
+}
+
+// handlers converts the [runtimes.NAME] tables.
+func handlers(rs map[string]RuntimeHandler) map[string]pod.Handler {
+	out := map[string]pod.Handler{}
+	for name, r := range rs {
+		out[name] = pod.Handler{Binary: r.Binary, Root: r.Root}
+	}
+	return out
 }

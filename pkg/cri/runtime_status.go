@@ -21,12 +21,14 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		networkReady.Message = err.Error()
 	}
 	resp := &runtimeapi.StatusResponse{
-		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeReady, networkReady}},
-		RuntimeHandlers: []*runtimeapi.RuntimeHandler{
-			{Name: "", Features: handlerFeatures()},
-			{Name: "runc", Features: handlerFeatures()},
-		},
+		Status:   &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeReady, networkReady}},
 		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
+	}
+	for _, h := range s.Pods.HandlerRuntimes() {
+		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: h.Name,
+			// User namespaces: not implemented by cri-shim yet, whatever the
+			// runtime can do.
+			Features: &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: h.Features.RecursiveReadOnly()}})
 	}
 	if req.GetVerbose() {
 		resp.Info = map[string]string{"runtime": "cri-shim", "cgroupDriver": s.CgroupDriver,
@@ -36,10 +38,4 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		}
 	}
 	return resp, nil
-}
-
-func handlerFeatures() *runtimeapi.RuntimeHandlerFeatures {
-	// Recursive read-only mounts need mount_setattr (Linux 5.12) and runc
-	// 1.1; user namespaces are not supported.
-	return &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: true, UserNamespaces: false}
 }

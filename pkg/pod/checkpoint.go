@@ -75,7 +75,7 @@ func (m *Manager) CheckpointContainer(ctx context.Context, id, location string) 
 		return fmt.Errorf("checkpoint %s: %w", id, err)
 	}
 	start := time.Now()
-	if err := m.runc.Checkpoint(ctx, id, runtime.CheckpointOptions{CRIU: criu, ImagePath: images, WorkPath: work}); err != nil {
+	if err := m.runtimeOf(c).Checkpoint(ctx, id, runtime.CheckpointOptions{CRIU: criu, ImagePath: images, WorkPath: work}); err != nil {
 		return fmt.Errorf("checkpoint %s: %w%s", id, err, dumpLogTail(work))
 	}
 	if err := m.checkpointMetadata(c, tmp, work); err != nil {
@@ -178,7 +178,7 @@ func (m *Manager) checkpointMetadata(c *Container, dir, work string) error {
 	cfg := metadata.ContainerConfig{
 		ID: c.ID, Name: c.Config.GetMetadata().GetName(),
 		RootfsImage: c.ImageRef, RootfsImageName: c.ImageRef, RootfsImageRef: c.ImageID,
-		OCIRuntime: filepath.Base(m.cfg.Runtime), CreatedTime: c.CreatedAt, CheckpointedAt: time.Now(),
+		OCIRuntime: filepath.Base(m.runtimeOf(c).Binary), CreatedTime: c.CreatedAt, CheckpointedAt: time.Now(),
 	}
 	b, err := json.Marshal(cfg)
 	if err != nil {

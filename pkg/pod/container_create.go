@@ -53,7 +53,7 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 
 	c := &Container{Version: containerVersion, ID: id, SandboxID: sandboxID, State: ContainerCreating, Config: cfg,
 		ImageID: img.ID, ImageRef: cfg.GetImage().GetImage(), CreatedAt: time.Now(), StopSignal: img.Config.StopSignal,
-		Resources: cfg.GetLinux().GetResources()}
+		Resources: cfg.GetLinux().GetResources(), Handler: sb.Handler}
 	if cfg.GetLogPath() != "" && sb.Config.GetLogDirectory() != "" {
 		c.LogPath = filepath.Join(sb.Config.GetLogDirectory(), cfg.GetLogPath())
 	}
@@ -90,14 +90,15 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 		return "", err
 	}
 
-	req := monitor.CreateRequest{ID: id, Bundle: bundle, RuntimeBinary: m.cfg.Runtime, RuntimeRoot: m.runc.Root,
+	rt := m.runtimeOf(c)
+	req := monitor.CreateRequest{ID: id, Bundle: bundle, RuntimeBinary: rt.Binary, RuntimeRoot: rt.Root,
 		Terminal: cfg.GetTty(), Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(),
-		SystemdCgroup: m.runc.SystemdCgroup, CgroupDir: memoryCgroupDir(sb.cgroup(id))}
+		SystemdCgroup: rt.SystemdCgroup, CgroupDir: memoryCgroupDir(sb.cgroup(id))}
 	if c.LogPath != "" {
 		req.LogDir, req.LogPath = sb.Config.GetLogDirectory(), cfg.GetLogPath()
 	}
 	u.add("delete from runtime", func(ctx context.Context) error {
-		return errors.Join(m.runc.Delete(ctx, id, true), m.monitor.Forget(ctx, id))
+		return errors.Join(rt.Delete(ctx, id, true), m.monitor.Forget(ctx, id))
 	})
 	pid, err := m.monitor.Create(ctx, req)
 	if err != nil {

@@ -32,7 +32,7 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 		}
 		return fmt.Errorf("container %s is %s, not created: %w", id, state, errdefs.ErrFailedPrecondition)
 	}
-	if err := m.runc.StartCreated(ctx, id, c.Pid, c.StartTime); err != nil {
+	if err := m.runtimeOf(c).StartCreated(ctx, id, c.Pid, c.StartTime); err != nil {
 		m.containers.update(id, func(c *Container) error {
 			if err := c.setState(ContainerExited); err != nil {
 				return err
@@ -90,7 +90,7 @@ func (m *Manager) StopContainer(ctx context.Context, id string, timeout int64) e
 	}
 	if !m.sharesPidNamespace(c) {
 		// In its own PID namespace, the init's death ends every process.
-	} else if err := m.runc.Kill(ctx, id, unix.SIGKILL, true); err != nil && !errdefs.IsNotFound(err) {
+	} else if err := m.runtimeOf(c).Kill(ctx, id, unix.SIGKILL, true); err != nil && !errdefs.IsNotFound(err) {
 		klog.FromContext(ctx).V(2).Info("Kill remaining processes", "containerID", id, "err", err)
 	}
 	if !m.exits.wait(ctx, id, 2*time.Minute) {
@@ -134,7 +134,7 @@ func (m *Manager) signalContainer(ctx context.Context, c *Container, sig unix.Si
 	if c.StartTime == 0 {
 		// No start time to check a pid against: let the runtime find
 		// the process by its own state.
-		if err := m.runc.Kill(ctx, c.ID, sig, false); err != nil && !errdefs.IsNotFound(err) {
+		if err := m.runtimeOf(c).Kill(ctx, c.ID, sig, false); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("signal %v to container %s: %w", sig, c.ID, err)
 		}
 		return nil
@@ -197,7 +197,7 @@ func (m *Manager) RemoveContainer(ctx context.Context, id string) error {
 	runcErr := make(chan error, 1)
 	go func() {
 		// An unreadable record says nothing of the process: force it down.
-		if err := m.runc.Delete(ctx, id, c.State == ContainerUnknown); err != nil {
+		if err := m.runtimeOf(c).Delete(ctx, id, c.State == ContainerUnknown); err != nil {
 			runcErr <- fmt.Errorf("delete container %s from the runtime: %w", id, err)
 			return
 		}

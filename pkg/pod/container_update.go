@@ -21,7 +21,7 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, res *runtimeap
 		return fmt.Errorf("container %s is %s: %w", id, c.State, errdefs.ErrFailedPrecondition)
 	}
 	if res != nil {
-		if err := m.runc.Update(ctx, id, linuxResources(res)); err != nil {
+		if err := m.runtimeOf(c).Update(ctx, id, linuxResources(res)); err != nil {
 			return fmt.Errorf("update resources of %s: %w", id, err)
 		}
 	}

@@ -67,7 +67,7 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 	}
 
 	resultFile := filepath.Join(tmp, "result")
-	cmd := m.execCommand(id, procFile, pidFile, resultFile, o.Tty)
+	cmd := m.execCommand(c, procFile, pidFile, resultFile, o.Tty)
 	start := startWithPipes
 	if o.Tty {
 		start = startWithTerminal
@@ -113,20 +113,21 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 // execCommand is the command that runs one exec: runc itself with a
 // terminal; without one, the monitor binary's exec-wait around a detached
 // runc exec.
-func (m *Manager) execCommand(id, procFile, pidFile, resultFile string, tty bool) *exec.Cmd {
+func (m *Manager) execCommand(c *Container, procFile, pidFile, resultFile string, tty bool) *exec.Cmd {
+	id, rt := c.ID, m.runtimeOf(c)
 	var cmd *exec.Cmd
 	if tty {
 		// With a terminal runc proxies the container's pty to its own
 		// stdio; nothing else holds it, so runc exits with the process.
-		cmd = exec.Command(m.cfg.Runtime, append(m.runc.GlobalArgs(), m.runc.ExecArgs(id, procFile, pidFile, "", false)...)...)
+		cmd = exec.Command(rt.Binary, append(rt.GlobalArgs(), rt.ExecArgs(id, procFile, pidFile, "", false)...)...)
 	} else {
 		// Without one, the process gets our pipes directly from a detached
 		// runc exec, and exec-wait (a subreaper) waits for it: its exit is
 		// seen at once even when a child it left behind still holds the
 		// output (a non-detached runc exec waits for every holder of its
 		// pipes; monitor.ExecWait).
-		argv := append([]string{"exec-wait", pidFile, resultFile, m.cfg.Runtime}, m.runc.GlobalArgs()...)
-		cmd = exec.Command(m.cfg.MonitorBinary, append(argv, m.runc.ExecArgs(id, procFile, pidFile, "", true)...)...)
+		argv := append([]string{"exec-wait", pidFile, resultFile, rt.Binary}, rt.GlobalArgs()...)
+		cmd = exec.Command(m.cfg.MonitorBinary, append(argv, rt.ExecArgs(id, procFile, pidFile, "", true)...)...)
 	}
 	// Once the process is gone, its output gets this long to drain from
 	// whoever still holds it (a background child); then the call returns

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -40,8 +41,12 @@ type Config struct {
 	Root string
 	// State is volatile state (netns pins, runtime root, bundles, monitor).
 	State string
-	// Runtime is the OCI runtime binary.
+	// Runtime is the OCI runtime binary of the default handler (the
+	// handlers "" and "runc").
 	Runtime string
+	// Handlers are the other RuntimeClass handlers (RunPodSandbox's
+	// runtime_handler), by name.
+	Handlers map[string]Handler
 	// MonitorBinary is the cri-shim-monitor executable.
 	MonitorBinary string
 	// PauseBinary is the pause program copied into the pause rootfs.
@@ -77,10 +82,23 @@ type Config struct {
 	Fault func(step string) error
 }
 
+// Handler is an OCI runtime a RuntimeClass names: a binary with runc's
+// command line (runc, crun) and its state directory.
+type Handler struct {
+	Binary string
+	// Root is the runtime's --root; empty: <State>/runtimes/<name>.
+	Root string
+}
+
+// DefaultHandler is the handler the empty runtime_handler means.
+const DefaultHandler = "runc"
+
 // Manager runs sandboxes and containers.
 type Manager struct {
 	cfg        Config
-	runc       *runtime.Runc
+	runc       *runtime.Runc // the default handler's
+	runtimes   map[string]*runtime.Runc
+	features   map[string]*runtime.Features // probed at start; nil: the probe failed
 	apparmor   apparmorHost
 	cdi        *cdi.Cache // nil: no CDI spec directories
 	monitor    *monitor.Client
@@ -119,6 +137,22 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		exits:  newExitWaiter(),
 		events: newEventBus(),
 	}
+	m.runtimes = map[string]*runtime.Runc{"": m.runc, DefaultHandler: m.runc}
+	for name, h := range cfg.Handlers {
+		if name == "" || name == DefaultHandler {
+			return nil, fmt.Errorf("runtime handler %q is the default (runtime = ...), not a handler of its own", name)
+		}
+		m.runtimes[name] = m.handlerRuntime(name, h)
+	}
+	m.features = map[string]*runtime.Features{}
+	for name, r := range m.runtimes {
+		f, err := r.Features(ctx)
+		if err != nil {
+			// crun before 1.9 has no `features`: report nothing optional.
+			klog.FromContext(ctx).Info("The runtime does not report its features (none assumed)", "handler", name, "runtime", r.Binary, "err", err)
+		}
+		m.features[name] = f
+	}
 	m.apparmor = cfg.AppArmor
 	if cfg.AppArmor == nil {
 		m.apparmor = apparmor.System()
@@ -136,7 +170,11 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if m.containers, err = newStore[Container](filepath.Join(cfg.Root, "containers"), "container.json"); err != nil {
 		return nil, err
 	}
-	for _, d := range []string{m.runc.Root, m.netnsDir(), m.bundlesDir()} {
+	dirs := []string{m.netnsDir(), m.bundlesDir()}
+	for _, r := range m.runtimes {
+		dirs = append(dirs, r.Root)
+	}
+	for _, d := range dirs {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
@@ -235,6 +273,58 @@ func (u *undo) run(logger klog.Logger) error {
 	}
 	u.steps = nil
 	return errors.Join(errs...)
+}
+
+// handlerRuntime is the runtime client of a handler; its root defaults to
+// <State>/runtimes/<name>.
+func (m *Manager) handlerRuntime(name string, h Handler) *runtime.Runc {
+	if h.Binary == "" {
+		h.Binary = name
+	}
+	if h.Root == "" {
+		h.Root = filepath.Join(m.cfg.State, "runtimes", name)
+	}
+	return &runtime.Runc{Binary: h.Binary, Root: h.Root, SystemdCgroup: m.runc.SystemdCgroup}
+}
+
+// runtimeFor is the runtime of a handler. A handler no longer configured
+// (its records outlived a config change) keeps its conventional root, so
+// its containers are still found, stopped and removed, not taken for gone.
+func (m *Manager) runtimeFor(handler string) *runtime.Runc {
+	if r, ok := m.runtimes[handler]; ok {
+		return r
+	}
+	return m.handlerRuntime(handler, Handler{})
+}
+
+// runtimeOf is the runtime a container was created with.
+func (m *Manager) runtimeOf(c *Container) *runtime.Runc { return m.runtimeFor(c.Handler) }
+
+// HasHandler reports whether RunPodSandbox accepts the handler.
+func (m *Manager) HasHandler(name string) bool {
+	_, ok := m.runtimes[name]
+	return ok
+}
+
+// HandlerRuntimes lists the handlers ("" first) with their runtime binary.
+func (m *Manager) HandlerRuntimes() []HandlerRuntime {
+	names := make([]string, 0, len(m.runtimes))
+	for n := range m.runtimes {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	out := make([]HandlerRuntime, 0, len(names))
+	for _, n := range names {
+		out = append(out, HandlerRuntime{Name: n, Runtime: m.runtimes[n], Features: m.features[n]})
+	}
+	return out
+}
+
+// HandlerRuntime is a handler and the runtime it runs.
+type HandlerRuntime struct {
+	Name     string
+	Runtime  *runtime.Runc
+	Features *runtime.Features // nil: unknown
 }
 
 func notFound(kind, id string) error {

@@ -53,15 +53,16 @@ func (m *Manager) recover(ctx context.Context) []recoveryStep {
 			continue
 		}
 		m.names.reserve(podName(sb.Config.GetMetadata()), id)
-		if sb.State == SandboxReady && !m.runc.Exists(id) {
+		rt := m.runtimeFor(sb.Handler)
+		if sb.State == SandboxReady && !rt.Exists(id) {
 			// Rebooted (or the pause was deleted behind our back): the
 			// pod's namespaces are gone.
 			m.sandboxes.update(id, func(s *Sandbox) error { return s.setState(SandboxNotReady) })
 		}
-		if !m.runc.Exists(id) {
+		if !rt.Exists(id) {
 			m.removeCgroup(sb, id)
 		}
-		if m.runc.Exists(id) {
+		if rt.Exists(id) {
 			m.exits.track(id)
 		}
 	}
@@ -87,7 +88,8 @@ func (m *Manager) recover(ctx context.Context) []recoveryStep {
 			continue
 		}
 		m.names.reserve(containerName(c.SandboxID, c.Config.GetMetadata()), id)
-		if !m.runc.Exists(id) {
+		rt := m.runtimeOf(c)
+		if !rt.Exists(id) {
 			// Rebooted, or removed from the runtime before a crash: the
 			// kernel may keep an empty cgroup (a simulated reboot does),
 			// whatever state the record was in.
@@ -102,7 +104,7 @@ func (m *Manager) recover(ctx context.Context) []recoveryStep {
 			m.handleExit(ctx, *e)
 			continue
 		}
-		if !m.runc.Exists(id) {
+		if !rt.Exists(id) {
 			// Rebooted: the process is gone, the kernel may keep an empty
 			// cgroup (a simulated reboot does).
 			m.handleExit(ctx, monitor.Exit{ID: id, ExitCode: 255, FinishedAt: time.Now(), Reason: "Unknown"})
@@ -111,7 +113,7 @@ func (m *Manager) recover(ctx context.Context) []recoveryStep {
 		m.exits.track(id)
 		if c.State == ContainerCreated {
 			// A crash between runc start and recording it.
-			if st, err := m.runc.State(ctx, id); err == nil && st.Status == "running" {
+			if st, err := rt.State(ctx, id); err == nil && st.Status == "running" {
 				m.containers.update(id, func(c *Container) error {
 					if c.State == ContainerCreated {
 						c.StartedAt = time.Now()
@@ -232,7 +234,7 @@ func (m *Manager) collectNetwork(ctx context.Context) {
 // container, the network attachment, the netns, /dev/shm and the record.
 func (m *Manager) undoSandbox(ctx context.Context, sb *Sandbox) error {
 	var errs []error
-	errs = append(errs, m.removePause(ctx, sb.ID, sb.PausePid, sb.PauseStartTime))
+	errs = append(errs, m.removePause(ctx, sb.ID, sb.Handler, sb.PausePid, sb.PauseStartTime))
 	if sb.CNIAdded {
 		errs = append(errs, m.network.teardown(ctx, sb))
 	}
@@ -251,7 +253,7 @@ func (m *Manager) undoSandbox(ctx context.Context, sb *Sandbox) error {
 // undoContainer removes a half-made container.
 func (m *Manager) undoContainer(ctx context.Context, c *Container) error {
 	errs := []error{
-		m.runc.Delete(ctx, c.ID, true),
+		m.runtimeOf(c).Delete(ctx, c.ID, true),
 		m.monitor.Forget(ctx, c.ID),
 		m.cfg.Images.RemoveRootfs(ctx, c.ID),
 		m.removeImageVolumes(ctx, c),

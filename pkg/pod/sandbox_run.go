@@ -18,9 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// RuntimeHandlers are the handlers RunPodSandbox accepts ("" is the default).
-var RuntimeHandlers = []string{"", "runc"}
-
 // podName is the CRI name of a sandbox: what kubelet retries with.
 func podName(md *runtimeapi.PodSandboxMetadata) string {
 	return fmt.Sprintf("%s_%s_%s_%d", md.GetName(), md.GetNamespace(), md.GetUid(), md.GetAttempt())
@@ -147,7 +144,7 @@ func (m *Manager) startNetworkAndPause(ctx context.Context, sb *Sandbox, hostNet
 	pid, pauseErr := m.startPause(ctx, sb)
 	pauseStart = processStartTime(pid)
 	if pid > 0 || errors.Is(pauseErr, errPauseMayExist) {
-		u.add("remove pause container", func(ctx context.Context) error { return m.removePause(ctx, sb.ID, pid, pauseStart) })
+		u.add("remove pause container", func(ctx context.Context) error { return m.removePause(ctx, sb.ID, sb.Handler, pid, pauseStart) })
 	}
 	nr := <-netc
 	if err := errors.Join(nr.err, pauseErr); err != nil {
@@ -172,9 +169,10 @@ func (m *Manager) startPause(ctx context.Context, sb *Sandbox) (int, error) {
 	if err := m.fault("pause-bundle"); err != nil {
 		return 0, fmt.Errorf("%w: %w", errPauseMayExist, err)
 	}
+	rt := m.runtimeFor(sb.Handler)
 	pid, err := m.monitor.Create(ctx, monitor.CreateRequest{
-		ID: sb.ID, Bundle: bundle, RuntimeBinary: m.cfg.Runtime, RuntimeRoot: m.runc.Root, Run: true,
-		SystemdCgroup: m.runc.SystemdCgroup, CgroupDir: memoryCgroupDir(sb.cgroup(sb.ID)),
+		ID: sb.ID, Bundle: bundle, RuntimeBinary: rt.Binary, RuntimeRoot: rt.Root, Run: true,
+		SystemdCgroup: rt.SystemdCgroup, CgroupDir: memoryCgroupDir(sb.cgroup(sb.ID)),
 	})
 	if err != nil {
 		return 0, fmt.Errorf("%w: start pause container: %w", errPauseMayExist, err)
@@ -188,7 +186,7 @@ func (m *Manager) startPause(ctx context.Context, sb *Sandbox) (int, error) {
 
 // removePause kills the pause process and deletes the container from the
 // runtime and the monitor; each part tolerates it being gone.
-func (m *Manager) removePause(ctx context.Context, id string, pid int, startTime uint64) error {
+func (m *Manager) removePause(ctx context.Context, id, handler string, pid int, startTime uint64) error {
 	var errs []error
 	if pid > 0 && m.alive(id) {
 		if err := signalProcess(pid, startTime, unix.SIGKILL); err != nil {
@@ -196,7 +194,7 @@ func (m *Manager) removePause(ctx context.Context, id string, pid int, startTime
 		}
 		m.exits.wait(ctx, id, 10*time.Second)
 	}
-	if err := m.runc.Delete(ctx, id, true); err != nil {
+	if err := m.runtimeFor(handler).Delete(ctx, id, true); err != nil {
 		errs = append(errs, fmt.Errorf("delete pause container: %w", err))
 	}
 	if sb, ok := m.sandboxes.get(id); ok {

@@ -48,7 +48,7 @@ func (m *Manager) StopPod(ctx context.Context, id string) error {
 		}
 		netc <- m.network.teardown(ctx, sb)
 	}()
-	pauseErr := m.removePause(ctx, id, sb.PausePid, sb.PauseStartTime)
+	pauseErr := m.removePause(ctx, id, sb.Handler, sb.PausePid, sb.PauseStartTime)
 	netErr := <-netc
 	if netErr != nil {
 		// Keep the netns: the next Stop retries DEL with it.

@@ -105,7 +105,9 @@ type Container struct {
 	// ImageVolumes are the images mounted read-only into the container
 	// (Mount.image), recorded before they are made.
 	ImageVolumes []ImageVolume `json:"imageVolumes,omitempty"`
-	Unknown      string        `json:"-"`
+	// Handler is the RuntimeClass handler of its sandbox ("": the default).
+	Handler string `json:"runtimeHandler,omitempty"`
+	Unknown string `json:"-"`
 }
 
 // ImageVolume is an OCI image mounted read-only at a container path

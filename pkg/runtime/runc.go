@@ -215,7 +215,17 @@ func (r *Runc) Update(ctx context.Context, id string, res *specs.LinuxResources)
 	if err != nil {
 		return err
 	}
-	_, err = r.run(ctx, id, bytes.NewReader(data), "update", "--resources", "-", id)
+	// A file, not "-": crun reads --resources only from a path.
+	f, err := os.CreateTemp("", "cri-shim-resources-*.json")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	_, werr := f.Write(data)
+	if err := errors.Join(werr, f.Close()); err != nil {
+		return fmt.Errorf("write resources for %s: %w", id, err)
+	}
+	_, err = r.run(ctx, id, nil, "update", "--resources", f.Name(), id)
 	return err
 }
 

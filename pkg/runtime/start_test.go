@@ -23,9 +23,22 @@ func fakeInit(t *testing.T, fifo string) *exec.Cmd {
 	return cmd
 }
 
+// fakeRuntime is a runtime binary named name that fails every command,
+// recording its arguments in its directory's "called" file.
+func fakeRuntime(t *testing.T, name string) string {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, name)
+	script := "#!/bin/sh\necho \"$@\" >> " + filepath.Join(dir, "called") + "\nexit 1\n"
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func TestStartCreatedThroughTheFifo(t *testing.T) {
 	root := t.TempDir()
-	r := &Runc{Root: root, Binary: "/bin/false"} // the runtime binary must not be needed
+	r := &Runc{Root: root, Binary: fakeRuntime(t, "runc")} // the runtime binary must not be needed
 	fifo := filepath.Join(root, "c1", execFifo)
 	os.MkdirAll(filepath.Dir(fifo), 0o700)
 	if err := unix.Mkfifo(fifo, 0o600); err != nil {
@@ -45,7 +58,7 @@ func TestStartCreatedThroughTheFifo(t *testing.T) {
 
 func TestStartCreatedDeadInit(t *testing.T) {
 	root := t.TempDir()
-	r := &Runc{Root: root, Binary: "/bin/false"}
+	r := &Runc{Root: root, Binary: fakeRuntime(t, "runc")}
 	fifo := filepath.Join(root, "c2", execFifo)
 	os.MkdirAll(filepath.Dir(fifo), 0o700)
 	unix.Mkfifo(fifo, 0o600)
@@ -59,9 +72,27 @@ func TestStartCreatedDeadInit(t *testing.T) {
 }
 
 func TestStartCreatedFallsBackToTheRuntime(t *testing.T) {
-	r := &Runc{Root: t.TempDir(), Binary: "/bin/false"}
-	// No FIFO: the runtime's own start runs (and /bin/false fails).
+	r := &Runc{Root: t.TempDir(), Binary: fakeRuntime(t, "runc")}
+	// No FIFO: the runtime's own start runs (and the fake fails).
 	if err := r.StartCreated(context.Background(), "c3", 1, 0); err == nil {
 		t.Fatal("want the runtime's failure")
+	}
+
+	// Not runc (crun runs poststart hooks in its start): its own start,
+	// even with a FIFO in place.
+	root := t.TempDir()
+	crun := fakeRuntime(t, "crun")
+	r = &Runc{Root: root, Binary: crun}
+	fifo := filepath.Join(root, "c4", execFifo)
+	os.MkdirAll(filepath.Dir(fifo), 0o700)
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.StartCreated(context.Background(), "c4", os.Getpid(), 0); err == nil {
+		t.Fatal("want crun's (fake) failure")
+	}
+	called, _ := os.ReadFile(filepath.Join(filepath.Dir(crun), "called"))
+	if !strings.Contains(string(called), "start c4") {
+		t.Errorf("crun was called with %q, want its start", called)
 	}
 }

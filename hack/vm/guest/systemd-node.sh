@@ -16,6 +16,8 @@
 #  - a forensic checkpoint (crictl checkpoint, Debian's CRIU): the archive
 #    has checkpointctl's layout, mode 600, checkpointctl shows it, the
 #    container runs on;
+#  - the crun RuntimeClass handler (offered since crun answers `crun
+#    features`): pod and container in crun's state, exec, cleanup;
 #  - systemctl restart and systemctl stop/start of cri-shim keep the container
 #    running and its log flowing; the monitor has a scope of its own;
 #  - a container past its memory limit: OOMKilled, exit 137;
@@ -116,6 +118,29 @@ check "the checkpoint archive is mode 600 ($(stat -c %a "$ckpt" 2>/dev/null))" t
 check "checkpointctl reads the archive" checkpointctl show "$ckpt"
 check "after the checkpoint the container still runs" kill -0 "$pid"
 rm -f "$ckpt"
+
+# The RuntimeClass handler crun (trixie's crun answers `crun features`, so
+# cri-shim offers it by itself): its pod and container live in crun's
+# state, exec works, removal empties that state.
+check "cri-shim offers the crun handler" grep -q '"name": "crun"' <<<"$info"
+cat >"$work/pod-crun.json" <<JSON
+{"metadata": {"name": "crun-test", "namespace": "default", "uid": "crun-$uid"}, "log_directory": "$work/logs-crun"}
+JSON
+cat >"$work/ctr-crun.json" <<JSON
+{"metadata": {"name": "sleeper"}, "image": {"image": "$IMAGE"}, "command": ["sleep", "3600"], "log_path": "sleeper.log"}
+JSON
+crun_root=/run/cri-shim/runtimes/crun
+if cpod=$(crictl runp --runtime crun "$work/pod-crun.json") &&
+	cctr=$(crictl create "$cpod" "$work/ctr-crun.json" "$work/pod-crun.json") && crictl start "$cctr" >/dev/null; then
+	check "the crun pod's container runs in crun's state" bash -c "crun --root $crun_root state $cctr | grep -q '\"running\"'"
+	check "its pause too" bash -c "crun --root $crun_root state $cpod >/dev/null"
+	check "runc knows neither" bash -c "! runc --root /run/cri-shim/runc state $cctr >/dev/null 2>&1"
+	check "exec in the crun container" test "$(crictl exec "$cctr" echo via-crun)" = via-crun
+	crictl stopp "$cpod" >/dev/null && crictl rmp "$cpod" >/dev/null
+	check "removing the crun pod empties crun's state" bash -c "[[ -z \$(ls -A $crun_root) ]]"
+else
+	check "run a pod and a container with the crun handler" false
+fi
 
 monitor=$(pgrep -f '^/usr/local/bin/cri-shim-monitor' | head -1 || true)
 check "the monitor (pid ${monitor:-none}) has a scope of its own ($(cut -d: -f3 "/proc/${monitor:-0}/cgroup" 2>/dev/null))" \
