@@ -35,13 +35,13 @@ func (m *Manager) CheckpointContainer(ctx context.Context, id, location string) 
 	if location == "" || !filepath.IsAbs(location) {
 		return invalid("checkpoint location %q must be an absolute file path", location)
 	}
-	c, ok := m.containers.get(id)
-	if !ok {
+	if _, ok := m.containers.get(id); !ok {
 		return notFound("container", id)
 	}
 	unlock := m.locks.Lock(id)
 	defer unlock()
-	if c, ok = m.containers.get(id); !ok {
+	c, ok := m.containers.get(id)
+	if !ok {
 		return notFound("container", id)
 	}
 	if c.State != ContainerRunning {

@@ -34,8 +34,8 @@ func TestWriteRootfsDiff(t *testing.T) {
 	must(os.Chown(filepath.Join(upper, "etc/app/conf"), 1000, 1001))
 	must(os.Link(filepath.Join(upper, "etc/app/conf"), filepath.Join(upper, "etc/app/conf.link")))
 	must(os.Symlink("conf", filepath.Join(upper, "etc/app/current")))
-	must(unix.Mknod(filepath.Join(upper, "etc/passwd"), unix.S_IFCHR|0o000, 0))
-	must(unix.Mknod(filepath.Join(upper, "etc/app/old"), unix.S_IFCHR|0o000, 0))
+	must(unix.Mknod(filepath.Join(upper, "etc/passwd"), unix.S_IFCHR, 0))
+	must(unix.Mknod(filepath.Join(upper, "etc/app/old"), unix.S_IFCHR, 0))
 
 	dst := filepath.Join(t.TempDir(), "rootfs-diff.tar")
 	deleted, err := writeRootfsDiff(upper, dst)
