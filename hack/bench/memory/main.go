@@ -78,6 +78,15 @@ func main() {
 	default:
 		err = fmt.Errorf("unknown mode %q", *mode)
 	}
+	// The runtimes make the pods' cgroups under cgroupParent and leave the
+	// parent itself: remove it once empty (in every hierarchy).
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", cgroupParent))
+	if d := filepath.Join("/sys/fs/cgroup", cgroupParent); len(dirs) == 0 {
+		dirs = append(dirs, d)
+	}
+	for _, d := range dirs {
+		os.Remove(d) // rmdir; fails (and stays) while anything is left in it
+	}
 	if err != nil {
 		fail(err)
 	}
