@@ -56,7 +56,9 @@ func validatePodConfig(cfg *runtimeapi.PodSandboxConfig) error {
 	if dns := cfg.GetDnsConfig(); dns != nil {
 		// Each value becomes one word of resolv.conf.
 		for _, s := range dns.GetServers() {
-			if _, err := netip.ParseAddr(s); err != nil {
+			// netip takes any text as an IPv6 zone ("::%a b"): the word
+			// check keeps the zone one word too.
+			if _, err := netip.ParseAddr(s); err != nil || !isWord(s) {
 				return invalidf("dns_config: server %q is not an IP address", s)
 			}
 		}
