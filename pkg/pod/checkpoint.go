@@ -55,6 +55,13 @@ func (m *Manager) CheckpointContainer(ctx context.Context, id, location string) 
 	if err != nil {
 		return fmt.Errorf("checkpoint %s: %w", id, err)
 	}
+	spec, err := os.ReadFile(filepath.Join(m.bundleDir(id), "config.json"))
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: read its OCI spec: %w", id, err)
+	}
+	if err := m.writeCRIUConfig(c, spec); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", id, err)
+	}
 	// The work directory sits next to the archive so the final rename is
 	// on one filesystem; it goes whatever happens.
 	tmp, err := os.MkdirTemp(dir, ".cri-shim-checkpoint-"+shortID(id)+"-")
@@ -71,14 +78,11 @@ func (m *Manager) CheckpointContainer(ctx context.Context, id, location string) 
 			return fmt.Errorf("checkpoint %s: %w", id, err)
 		}
 	}
-	if err := m.writeCRIUConfig(c); err != nil {
-		return fmt.Errorf("checkpoint %s: %w", id, err)
-	}
 	start := time.Now()
 	if err := m.runtimeOf(c).Checkpoint(ctx, id, runtime.CheckpointOptions{CRIU: criu, ImagePath: images, WorkPath: work}); err != nil {
 		return fmt.Errorf("checkpoint %s: %w%s", id, err, dumpLogTail(work))
 	}
-	if err := m.checkpointMetadata(c, tmp, work); err != nil {
+	if err := m.checkpointMetadata(c, spec, tmp, work); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", id, err)
 	}
 	if err := writeArchive(tmp, location, []string{metadata.CheckpointDirectory, metadata.ConfigDumpFile,
@@ -101,11 +105,7 @@ func (m *Manager) criuConfigPath(id string) string {
 // outside its mount namespace: the stdout/stderr FIFOs the monitor made.
 // CRIU cannot resolve such a file and refuses the dump unless it is named
 // as external (`external file[MNT_ID:INODE]`, mnt_id from fdinfo).
-func (m *Manager) writeCRIUConfig(c *Container) error {
-	spec, err := os.ReadFile(filepath.Join(m.bundleDir(c.ID), "config.json"))
-	if err != nil {
-		return fmt.Errorf("read the container's OCI spec: %w", err)
-	}
+func (m *Manager) writeCRIUConfig(c *Container, spec []byte) error {
 	var s struct {
 		Annotations map[string]string `json:"annotations"`
 	}
@@ -172,9 +172,9 @@ func dumpLogTail(work string) string {
 	return " (CRIU: " + strings.Join(errs, "; ") + ")"
 }
 
-// checkpointMetadata writes config.dump, spec.dump, rootfs-diff.tar,
-// deleted.files and dump.log into dir.
-func (m *Manager) checkpointMetadata(c *Container, dir, work string) error {
+// checkpointMetadata writes config.dump, spec.dump (the bundle's spec),
+// rootfs-diff.tar, deleted.files and dump.log into dir.
+func (m *Manager) checkpointMetadata(c *Container, spec []byte, dir, work string) error {
 	cfg := metadata.ContainerConfig{
 		ID: c.ID, Name: c.Config.GetMetadata().GetName(),
 		RootfsImage: c.ImageRef, RootfsImageName: c.ImageRef, RootfsImageRef: c.ImageID,
@@ -186,10 +186,6 @@ func (m *Manager) checkpointMetadata(c *Container, dir, work string) error {
 	}
 	if err := os.WriteFile(filepath.Join(dir, metadata.ConfigDumpFile), b, 0o600); err != nil {
 		return err
-	}
-	spec, err := os.ReadFile(filepath.Join(m.bundleDir(c.ID), "config.json"))
-	if err != nil {
-		return fmt.Errorf("read the container's OCI spec: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, metadata.SpecDumpFile), spec, 0o600); err != nil {
 		return err
@@ -228,12 +224,33 @@ func writeRootfsDiff(upper, dst string) (deleted []string, err error) {
 	}
 	defer f.Close()
 	tw := tar.NewWriter(f)
-	links := map[uint64]string{} // inode -> first archived path, for hard links
-	err = filepath.WalkDir(upper, func(path string, d fs.DirEntry, err error) error {
+	err = addTree(tw, upper, upper, func(rel string, info fs.FileInfo, st *syscall.Stat_t) bool {
+		if info.Mode()&fs.ModeCharDevice != 0 && st != nil && st.Rdev == 0 {
+			deleted = append(deleted, rel)
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return deleted, f.Close()
+}
+
+// addTree writes root and everything under it into tw, named relative to
+// base: files with their content, directories, symlinks, devices, hard
+// links once (then as links), owners by number only. keep, when set, says
+// which entries go in (it may note the others).
+func addTree(tw *tar.Writer, base, root string, keep func(rel string, info fs.FileInfo, st *syscall.Stat_t) bool) error {
+	links := map[uint64]string{} // inode -> first archived path
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(upper, path)
+		rel, err := filepath.Rel(base, path)
 		if err != nil || rel == "." {
 			return err
 		}
@@ -242,8 +259,7 @@ func writeRootfsDiff(upper, dst string) (deleted []string, err error) {
 			return err
 		}
 		st, _ := info.Sys().(*syscall.Stat_t)
-		if info.Mode()&fs.ModeCharDevice != 0 && st != nil && st.Rdev == 0 {
-			deleted = append(deleted, rel)
+		if keep != nil && !keep(rel, info, st) {
 			return nil
 		}
 		target := ""
@@ -276,13 +292,6 @@ func writeRootfsDiff(upper, dst string) (deleted []string, err error) {
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return deleted, f.Close()
 }
 
 func copyFile(w io.Writer, path string) error {
@@ -319,35 +328,7 @@ func writeArchive(dir, location string, names []string) error {
 		if _, err := os.Lstat(root); errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
-		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			hdr, err := tar.FileInfoHeader(info, "")
-			if err != nil {
-				return err
-			}
-			rel, err := filepath.Rel(dir, path)
-			if err != nil {
-				return err
-			}
-			hdr.Name = rel
-			if info.IsDir() {
-				hdr.Name += "/"
-			}
-			if err := tw.WriteHeader(hdr); err != nil {
-				return err
-			}
-			if info.Mode().IsRegular() {
-				return copyFile(tw, path)
-			}
-			return nil
-		})
-		if err != nil {
+		if err := addTree(tw, dir, root, nil); err != nil {
 			return err
 		}
 	}

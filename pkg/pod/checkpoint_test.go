@@ -160,15 +160,11 @@ func TestWriteArchive(t *testing.T) {
 func TestWriteCRIUConfig(t *testing.T) {
 	m := &Manager{cfg: Config{State: t.TempDir()}}
 	c := &Container{ID: "c1"}
-	bundle := m.bundleDir(c.ID)
-	if err := os.MkdirAll(bundle, 0o700); err != nil {
-		t.Fatal(err)
+	spec := func(annotation string) []byte {
+		return []byte(`{"annotations": {"` + criuConfigAnnotation + `": "` + annotation + `"}}`)
 	}
-	writeSpec := func(annotation string) {
-		spec := `{"annotations": {"` + criuConfigAnnotation + `": "` + annotation + `"}}`
-		if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(spec), 0o600); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.MkdirAll(m.bundleDir(c.ID), 0o700); err != nil {
+		t.Fatal(err)
 	}
 	// A process with stdout on a FIFO (as the monitor gives containers) and
 	// stderr on an anonymous pipe.
@@ -194,12 +190,10 @@ func TestWriteCRIUConfig(t *testing.T) {
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	c.Pid = cmd.Process.Pid
 
-	writeSpec("/elsewhere.conf")
-	if err := m.writeCRIUConfig(c); !errdefs.IsFailedPrecondition(err) {
+	if err := m.writeCRIUConfig(c, spec("/elsewhere.conf")); !errdefs.IsFailedPrecondition(err) {
 		t.Errorf("a spec naming another CRIU config: %v, want FailedPrecondition", err)
 	}
-	writeSpec(m.criuConfigPath(c.ID))
-	if err := m.writeCRIUConfig(c); err != nil {
+	if err := m.writeCRIUConfig(c, spec(m.criuConfigPath(c.ID))); err != nil {
 		t.Fatal(err)
 	}
 	got, err := os.ReadFile(m.criuConfigPath(c.ID))
