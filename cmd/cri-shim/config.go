@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -30,7 +29,8 @@ type Config struct {
 	CRIU              string `toml:"criu"`
 	// Runtimes are RuntimeClass handlers besides the default (runtime):
 	// a TOML table only ([runtimes.NAME] binary, root). crun is added
-	// when it is installed, answers `crun features` and is not configured.
+	// when it is installed, answers `crun features` and is not configured
+	// (pod.New).
 	Runtimes map[string]RuntimeHandler `toml:"runtimes"`
 }
 
@@ -108,17 +108,6 @@ func load(args []string, fs *flag.FlagSet) (Config, error) {
 	cfg.bindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
-	}
-	// crun is offered when it is installed and answers `crun features` (the
-	// OCI runtime features document, crun >= 1.9): Debian 12's crun 1.8.1
-	// has no such command, and refuses cgroup v1 hybrid hosts anyway.
-	if _, ok := cfg.Runtimes["crun"]; !ok {
-		if path, err := exec.LookPath("crun"); err == nil && exec.Command(path, "features").Run() == nil {
-			if cfg.Runtimes == nil {
-				cfg.Runtimes = map[string]RuntimeHandler{}
-			}
-			cfg.Runtimes["crun"] = RuntimeHandler{Binary: path}
-		}
 	}
 	switch cfg.CgroupDriver {
 	case "":

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -45,7 +46,8 @@ type Config struct {
 	// handlers "" and "runc").
 	Runtime string
 	// Handlers are the other RuntimeClass handlers (RunPodSandbox's
-	// runtime_handler), by name.
+	// runtime_handler), by name; crun is added when installed and it answers
+	// `crun features`.
 	Handlers map[string]Handler
 	// MonitorBinary is the cri-shim-monitor executable.
 	MonitorBinary string
@@ -98,7 +100,7 @@ type Manager struct {
 	cfg        Config
 	runc       *runtime.Runc // the default handler's
 	runtimes   map[string]*runtime.Runc
-	features   map[string]*runtime.Features // probed at start; nil: the probe failed
+	features   map[*runtime.Runc]*runtime.Features // probed at start; nil: the probe failed
 	apparmor   apparmorHost
 	cdi        *cdi.Cache // nil: no CDI spec directories
 	monitor    *monitor.Client
@@ -144,14 +146,28 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		}
 		m.runtimes[name] = m.handlerRuntime(name, h)
 	}
-	m.features = map[string]*runtime.Features{}
+	m.features = map[*runtime.Runc]*runtime.Features{}
+	// crun is offered when it is installed and answers `crun features` (the
+	// OCI runtime features document, crun >= 1.9): Debian 12's crun 1.8.1
+	// has no such command, and refuses cgroup v1 hybrid hosts anyway.
+	if _, ok := m.runtimes["crun"]; !ok {
+		if path, err := exec.LookPath("crun"); err == nil {
+			r := m.handlerRuntime("crun", Handler{Binary: path})
+			if f, err := r.Features(ctx); err == nil {
+				m.runtimes["crun"], m.features[r] = r, f
+			}
+		}
+	}
 	for name, r := range m.runtimes {
+		if _, probed := m.features[r]; probed {
+			continue // "" and "runc" are one runtime
+		}
 		f, err := r.Features(ctx)
 		if err != nil {
 			// crun before 1.9 has no `features`: report nothing optional.
 			klog.FromContext(ctx).Info("The runtime does not report its features (none assumed)", "handler", name, "runtime", r.Binary, "err", err)
 		}
-		m.features[name] = f
+		m.features[r] = f
 	}
 	m.apparmor = cfg.AppArmor
 	if cfg.AppArmor == nil {
@@ -315,7 +331,7 @@ func (m *Manager) HandlerRuntimes() []HandlerRuntime {
 	slices.Sort(names)
 	out := make([]HandlerRuntime, 0, len(names))
 	for _, n := range names {
-		out = append(out, HandlerRuntime{Name: n, Runtime: m.runtimes[n], Features: m.features[n]})
+		out = append(out, HandlerRuntime{Name: n, Runtime: m.runtimes[n], Features: m.features[m.runtimes[n]]})
 	}
 	return out
 }
