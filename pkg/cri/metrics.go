@@ -135,22 +135,9 @@ func (e *emitter) add(d metricDef, v uint64, extra ...string) {
 
 func seconds(ns uint64) uint64 { return ns / uint64(time.Second) }
 
-// devices names block devices by major:minor once per scrape.
-type devices map[[2]uint64]string
-
-func (d devices) name(major, minor uint64) string {
-	k := [2]uint64{major, minor}
-	if n, ok := d[k]; ok {
-		return n
-	}
-	n := pod.DeviceName(uint32(major), uint32(minor))
-	d[k] = n
-	return n
-}
-
 // cgroupMetrics emits what one cgroup's sample gives: CPU, memory, IO,
 // hugetlb, PSI and the configured limits.
-func (e *emitter) cgroupMetrics(cg *crt.CgroupStats, spec *crt.CgroupSpec, devs devices) {
+func (e *emitter) cgroupMetrics(cg *crt.CgroupStats, spec *crt.CgroupSpec) {
 	if cg != nil {
 		e.add(mCPUUsage, seconds(cg.CPUUsage))
 		e.add(mCPUUser, seconds(cg.CPUUser))
@@ -174,7 +161,7 @@ func (e *emitter) cgroupMetrics(cg *crt.CgroupStats, spec *crt.CgroupSpec, devs 
 		e.add(mOOMEvents, cg.OOMKills)
 		e.add(mThreadsMax, cg.PidsLimit)
 		for _, d := range cg.Devices {
-			dev := devs.name(d.Major, d.Minor)
+			dev := pod.BlockDeviceName(d.Major, d.Minor)
 			e.add(mFsReadBytes, d.ReadBytes, dev)
 			e.add(mFsReads, d.Reads, dev)
 			e.add(mFsWriteBytes, d.WriteBytes, dev)
@@ -215,13 +202,13 @@ func (e *emitter) cgroupMetrics(cg *crt.CgroupStats, spec *crt.CgroupSpec, devs 
 
 // podSandboxMetrics converts one sandbox's samples. fs describes the
 // filesystem writable layers live on (nil: unknown).
-func podSandboxMetrics(pm pod.PodMetrics, fs *pod.FsInfo, devs devices) *runtimeapi.PodSandboxMetrics {
+func podSandboxMetrics(pm pod.PodMetrics, fs *pod.FsInfo) *runtimeapi.PodSandboxMetrics {
 	sb := pm.Sandbox
 	md := sb.Config.GetMetadata()
 	out := &runtimeapi.PodSandboxMetrics{PodSandboxId: sb.ID}
 	if s := pm.Sample; s != nil {
 		e := &emitter{labels: []string{md.GetName(), md.GetNamespace(), "", sb.ID, ""}, ts: s.At.UnixNano()}
-		e.cgroupMetrics(s.Cgroup, s.Spec, devs)
+		e.cgroupMetrics(s.Cgroup, s.Spec)
 		for _, i := range s.Interfaces {
 			e.add(mNetRxBytes, i.RxBytes, i.Name)
 			e.add(mNetRxPackets, i.RxPackets, i.Name)
@@ -252,7 +239,7 @@ func podSandboxMetrics(pm pod.PodMetrics, fs *pod.FsInfo, devs devices) *runtime
 		if !c.StartedAt.IsZero() {
 			e.add(mStartTime, uint64(c.StartedAt.Unix()))
 		}
-		e.cgroupMetrics(s.Cgroup, s.Spec, devs)
+		e.cgroupMetrics(s.Cgroup, s.Spec)
 		if p := s.Procs; p != nil {
 			e.add(mProcesses, p.Processes)
 			e.add(mThreads, p.Threads)
@@ -282,10 +269,9 @@ func (s *Server) listPodSandboxMetrics() []*runtimeapi.PodSandboxMetrics {
 	if info, err := s.Pods.WritableFs(); err == nil {
 		fs = &info
 	}
-	devs := devices{}
 	var out []*runtimeapi.PodSandboxMetrics
 	for _, pm := range s.Pods.Metrics(pod.MetricsMaxAge) {
-		out = append(out, podSandboxMetrics(pm, fs, devs))
+		out = append(out, podSandboxMetrics(pm, fs))
 	}
 	return out
 }

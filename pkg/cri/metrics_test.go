@@ -19,7 +19,7 @@ func fullSample() pod.PodMetrics {
 		CFSThrottledTime: 3e9, MemoryUsage: 100, MemoryWorkingSet: 90, MemoryRSS: 50, PageFaults: 7,
 		OwnPageFaults: 5, CPUPressure: psi, MemoryPressure: psi, IOPressure: psi, PidsLimit: 100,
 		Hugetlb: []crt.HugetlbStats{{PageSize: "2MB", Usage: 2 << 20}},
-		Devices: []crt.DeviceIO{{Major: 254, Minor: 0, ReadBytes: 4096, Reads: 1}}}
+		Devices: []crt.DeviceIO{{Major: 4095, Minor: 4095, ReadBytes: 4096, Reads: 1}}}
 	spec := &crt.CgroupSpec{CPUPeriod: 100000, CPUQuota: 50000, CPUShares: 512, MemoryLimit: 64 << 20}
 	now := time.Now()
 	return pod.PodMetrics{
@@ -52,7 +52,7 @@ func TestMetricsMatchDescriptors(t *testing.T) {
 		t.Errorf("%d descriptors for %d definitions: a name is used twice", len(keys), len(metricDefs))
 	}
 	fs := &pod.FsInfo{Device: "/dev/vda1", CapacityBytes: 1 << 30, Inodes: 1000, InodesFree: 900}
-	got := podSandboxMetrics(fullSample(), fs, devices{{254, 0}: "/dev/vda"})
+	got := podSandboxMetrics(fullSample(), fs)
 	seen, valued := map[string]bool{}, map[string]bool{}
 	all := got.GetMetrics()
 	for _, c := range got.GetContainerMetrics() {
@@ -83,7 +83,7 @@ func TestMetricsMatchDescriptors(t *testing.T) {
 
 func TestMetricValues(t *testing.T) {
 	fs := &pod.FsInfo{Device: "/dev/vda1", CapacityBytes: 1 << 30, Inodes: 1000, InodesFree: 900}
-	got := podSandboxMetrics(fullSample(), fs, devices{{254, 0}: "/dev/vda"})
+	got := podSandboxMetrics(fullSample(), fs)
 	find := func(ms []*runtimeapi.Metric, name string, labels ...string) (uint64, bool) {
 		for _, m := range ms {
 			if m.GetName() == name && strings.Join(m.GetLabelValues(), ",") == strings.Join(labels, ",") {
@@ -103,8 +103,8 @@ func TestMetricValues(t *testing.T) {
 		{false, "container_cpu_cfs_throttled_seconds_total", []string{"web", "prod", "app", "c1", "nginx:1"}, 3},
 		{false, "container_fs_usage_bytes", []string{"web", "prod", "app", "c1", "nginx:1", "/dev/vda1"}, 4096},
 		{false, "container_fs_inodes_free", []string{"web", "prod", "app", "c1", "nginx:1", "/dev/vda1"}, 900},
-		{false, "container_fs_reads_bytes_total", []string{"web", "prod", "app", "c1", "nginx:1", "/dev/vda"}, 4096},
-		{false, "container_blkio_device_usage_total", []string{"web", "prod", "app", "c1", "nginx:1", "/dev/vda", "254", "0", "Read"}, 4096},
+		{false, "container_fs_reads_bytes_total", []string{"web", "prod", "app", "c1", "nginx:1", "4095:4095"}, 4096},
+		{false, "container_blkio_device_usage_total", []string{"web", "prod", "app", "c1", "nginx:1", "4095:4095", "4095", "4095", "Read"}, 4096},
 		{false, "container_memory_failures_total", []string{"web", "prod", "app", "c1", "nginx:1", "pgfault", "container"}, 5},
 		{false, "container_memory_failures_total", []string{"web", "prod", "app", "c1", "nginx:1", "pgfault", "hierarchy"}, 7},
 		{false, "container_pressure_cpu_waiting_seconds_total", []string{"web", "prod", "app", "c1", "nginx:1"}, 3},
@@ -131,7 +131,7 @@ func TestMetricValues(t *testing.T) {
 	cfg.Config = &runtimeapi.ContainerConfig{Metadata: cfg.Config.GetMetadata(),
 		Image: &runtimeapi.ImageSpec{Image: "sha256:abc", UserSpecifiedImage: "nginx:1.27"}}
 	named.Containers[0].Container = &cfg
-	ms := podSandboxMetrics(named, fs, devices{}).GetContainerMetrics()[0].GetMetrics()
+	ms := podSandboxMetrics(named, fs).GetContainerMetrics()[0].GetMetrics()
 	if _, ok := find(ms, "container_memory_rss", "web", "prod", "app", "c1", "nginx:1.27"); !ok {
 		t.Errorf("no container_memory_rss labelled with the user-specified image nginx:1.27")
 	}
@@ -143,7 +143,7 @@ func TestMetricValues(t *testing.T) {
 	s.Spec = &crt.CgroupSpec{CPUPeriod: 100000}
 	s.NoFile = -1
 	pm.Containers[0].Sample = &s
-	ctr = podSandboxMetrics(pm, fs, devices{}).GetContainerMetrics()[0].GetMetrics()
+	ctr = podSandboxMetrics(pm, fs).GetContainerMetrics()[0].GetMetrics()
 	for _, name := range []string{"container_spec_cpu_quota", "container_ulimits_soft"} {
 		for _, m := range ctr {
 			if m.GetName() == name {

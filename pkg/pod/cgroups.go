@@ -19,6 +19,17 @@ func (sb *Sandbox) cgroup(id string) runtime.Cgroup {
 	return runtime.Cgroup{Driver: driver, Parent: sb.Cgroup, ID: id}
 }
 
+// statsCgroupPath is the cgroup a pod's statistics come from: the pod's own
+// (the parent kubelet gave), else the pause's (a crictl user's pod shares
+// the default parent with others).
+func (sb *Sandbox) statsCgroupPath() (string, error) {
+	cg := sb.cgroup(sb.ID)
+	if sb.Cgroup == "" {
+		return cg.Path()
+	}
+	return cg.ParentPath()
+}
+
 // withCgroup sets the spec's cgroupsPath. The parent was validated when the
 // pod was made, so an error here is a record from elsewhere.
 func withCgroup(cg runtime.Cgroup) runtime.SpecOpt {

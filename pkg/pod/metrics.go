@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -24,7 +25,7 @@ const MetricsMaxAge = time.Second
 // container report.
 type ContainerSample struct {
 	At     time.Time
-	Cgroup *crt.CgroupStats // nil: the cgroup could not be read
+	Cgroup *crt.CgroupStats
 	Spec   *crt.CgroupSpec
 	Procs  *crt.ProcessStats
 	// NoFile is the soft RLIMIT_NOFILE of the container's init (-1:
@@ -66,18 +67,25 @@ type FsInfo struct {
 }
 
 // sampleCache keeps the newest sample per object, so a scrape costs one
-// read of each object per MetricsMaxAge however many scrapers ask.
+// read of each object per MetricsMaxAge however many scrapers ask: scrapes
+// take turns (a second one waits for the first and reuses its samples).
 type sampleCache struct {
 	mu         sync.Mutex
 	pods       map[string]*PodSample
 	containers map[string]*ContainerSample
+	// fsDevice is the image filesystem's device name, read once.
+	fsOnce   sync.Once
+	fsDevice string
 }
 
 // Metrics samples every ready sandbox and its running containers (reusing
 // samples younger than maxAge), reading up to a few objects in parallel.
-// Objects that vanish while read are left out; samples of objects no
-// longer listed are dropped.
+// Containers that are gone by the time they are read are left out; samples
+// of objects no longer listed are dropped.
 func (m *Manager) Metrics(maxAge time.Duration) []PodMetrics {
+	c := &m.samples
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	now := time.Now()
 	byPod := map[string][]*Container{}
 	for _, c := range m.containers.list() {
@@ -97,12 +105,6 @@ func (m *Manager) Metrics(maxAge time.Duration) []PodMetrics {
 		out = append(out, pm)
 	}
 
-	c := &m.samples
-	c.mu.Lock()
-	oldPods, oldContainers := c.pods, c.containers
-	c.mu.Unlock()
-	pods := make(map[string]*PodSample, len(out))
-	containers := map[string]*ContainerSample{}
 	sem := make(chan struct{}, 2*runtime.GOMAXPROCS(0))
 	var wg sync.WaitGroup
 	run := func(f func()) {
@@ -116,14 +118,14 @@ func (m *Manager) Metrics(maxAge time.Duration) []PodMetrics {
 	fresh := func(at time.Time) bool { return now.Sub(at) < maxAge }
 	for i := range out {
 		pm := &out[i]
-		if s := oldPods[pm.Sandbox.ID]; s != nil && fresh(s.At) {
+		if s := c.pods[pm.Sandbox.ID]; s != nil && fresh(s.At) {
 			pm.Sample = s
 		} else {
 			run(func() { pm.Sample = m.samplePod(pm.Sandbox) })
 		}
 		for j := range pm.Containers {
 			cm := &pm.Containers[j]
-			if s := oldContainers[cm.Container.ID]; s != nil && fresh(s.At) {
+			if s := c.containers[cm.Container.ID]; s != nil && fresh(s.At) {
 				cm.Sample = s
 				continue
 			}
@@ -131,28 +133,25 @@ func (m *Manager) Metrics(maxAge time.Duration) []PodMetrics {
 		}
 	}
 	wg.Wait()
-	for _, pm := range out {
-		pods[pm.Sandbox.ID] = pm.Sample
+	c.pods, c.containers = make(map[string]*PodSample, len(out)), map[string]*ContainerSample{}
+	for i := range out {
+		pm := &out[i]
+		c.pods[pm.Sandbox.ID] = pm.Sample
+		live := pm.Containers[:0]
 		for _, cm := range pm.Containers {
-			containers[cm.Container.ID] = cm.Sample
+			if cm.Sample != nil {
+				c.containers[cm.Container.ID] = cm.Sample
+				live = append(live, cm)
+			}
 		}
+		pm.Containers = live
 	}
-	c.mu.Lock()
-	c.pods, c.containers = pods, containers
-	c.mu.Unlock()
 	return out
 }
 
 func (m *Manager) samplePod(sb *Sandbox) *PodSample {
 	s := &PodSample{At: time.Now()}
-	// The pod's own cgroup when kubelet gave one, else the pause's (as
-	// PodStats).
-	cg := sb.cgroup(sb.ID)
-	path, err := cg.ParentPath()
-	if sb.Cgroup == "" {
-		path, err = cg.Path()
-	}
-	if err == nil {
+	if path, err := sb.statsCgroupPath(); err == nil {
 		if st, err := crt.ReadCgroupStats(path); err == nil {
 			s.Cgroup = st
 		}
@@ -166,18 +165,22 @@ func (m *Manager) samplePod(sb *Sandbox) *PodSample {
 	return s
 }
 
+// sampleContainer reads a running container; nil when its cgroup is gone
+// (it exited meanwhile).
 func (m *Manager) sampleContainer(sb *Sandbox, c *Container) *ContainerSample {
 	s := &ContainerSample{At: time.Now()}
-	if path, err := sb.cgroup(c.ID).Path(); err == nil {
-		if st, err := crt.ReadCgroupStats(path); err == nil {
-			s.Cgroup = st
-		}
-		if spec, err := crt.ReadCgroupSpec(crt.CgroupRoot, path); err == nil {
-			s.Spec = &spec
-		}
-		if ps, err := crt.ReadProcessStats(crt.CgroupRoot, "/proc", path); err == nil {
-			s.Procs = &ps
-		}
+	path, err := sb.cgroup(c.ID).Path()
+	if err != nil {
+		return nil
+	}
+	if s.Cgroup, err = crt.ReadCgroupStats(path); err != nil {
+		return nil
+	}
+	if spec, err := crt.ReadCgroupSpec(crt.CgroupRoot, path); err == nil {
+		s.Spec = &spec
+	}
+	if ps, err := crt.ReadProcessStats(crt.CgroupRoot, "/proc", path); err == nil {
+		s.Procs = &ps
 	}
 	if c.Pid > 0 {
 		if n, err := crt.SoftNoFile("/proc", c.Pid); err == nil {
@@ -201,18 +204,44 @@ func (m *Manager) WritableFs() (FsInfo, error) {
 	if err := unix.Statfs(dir, &st); err != nil {
 		return FsInfo{}, fmt.Errorf("statfs %s: %w", dir, err)
 	}
-	info := FsInfo{CapacityBytes: st.Blocks * uint64(st.Bsize), Inodes: st.Files, InodesFree: st.Ffree}
-	var s unix.Stat_t
-	if err := unix.Stat(dir, &s); err != nil {
-		return FsInfo{}, fmt.Errorf("stat %s: %w", dir, err)
-	}
-	info.Device = DeviceName(unix.Major(s.Dev), unix.Minor(s.Dev))
-	return info, nil
+	m.samples.fsOnce.Do(func() {
+		var s unix.Stat_t
+		if err := unix.Stat(dir, &s); err == nil {
+			m.samples.fsDevice = mountSource(unix.Major(s.Dev), unix.Minor(s.Dev))
+		}
+	})
+	return FsInfo{Device: m.samples.fsDevice, CapacityBytes: st.Blocks * uint64(st.Bsize), Inodes: st.Files,
+		InodesFree: st.Ffree}, nil
 }
 
-// DeviceName is the source of the first mount of major:minor in
-// /proc/self/mountinfo (e.g. /dev/vda1), or "major:minor".
-func DeviceName(major, minor uint32) string {
+// blockDevices caches BlockDeviceName: a device number names one device
+// while it exists.
+var blockDevices sync.Map // "major:minor" -> name
+
+// BlockDeviceName is a block device's /dev name, as the kernel gives it in
+// /sys/dev/block/MAJOR:MINOR/uevent (DEVNAME, e.g. /dev/vda), else
+// "major:minor".
+func BlockDeviceName(major, minor uint64) string {
+	id := fmt.Sprintf("%d:%d", major, minor)
+	if n, ok := blockDevices.Load(id); ok {
+		return n.(string)
+	}
+	name := id
+	if b, err := os.ReadFile(filepath.Join("/sys/dev/block", id, "uevent")); err == nil {
+		for l := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "DEVNAME="); ok && v != "" {
+				name = "/dev/" + v
+			}
+		}
+	}
+	blockDevices.Store(id, name)
+	return name
+}
+
+// mountSource is the source of the first mount of major:minor in
+// /proc/self/mountinfo (e.g. /dev/vda1, or overlay), or "major:minor": a
+// filesystem's device as df names it.
+func mountSource(major, minor uint32) string {
 	id := fmt.Sprintf("%d:%d", major, minor)
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {

@@ -110,12 +110,7 @@ func (m *Manager) PodStats(id string) (*PodStats, error) {
 	if sb.State != SandboxReady {
 		return out, nil
 	}
-	// The pod's own cgroup when kubelet gave one, else the pause's (the
-	// pod of a crictl user shares the default parent with others).
-	path, err := sb.cgroup(id).ParentPath()
-	if sb.Cgroup == "" {
-		path, err = sb.cgroup(id).Path()
-	}
+	path, err := sb.statsCgroupPath()
 	if err != nil {
 		return out, nil
 	}

@@ -4,7 +4,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+
+	stats1 "github.com/containerd/cgroups/v3/cgroup1/stats"
 )
 
 // writeTree writes files (path -> content) under root.
@@ -121,5 +124,26 @@ func TestSoftNoFile(t *testing.T) {
 		if (err != nil) != tc.wantErr || got != tc.want {
 			t.Errorf("SoftNoFile(%q) = %d, %v; want %d (error %v)", tc.limits, got, err, tc.want, tc.wantErr)
 		}
+	}
+}
+
+// v1 blkio lists bytes and IOs per device and operation (Read, Write,
+// Sync, Async, Discard, Total): one record per device, reads and writes
+// only.
+func TestBlkioDevices(t *testing.T) {
+	e := func(major, minor uint64, op string, v uint64) *stats1.BlkIOEntry {
+		return &stats1.BlkIOEntry{Major: major, Minor: minor, Op: op, Value: v}
+	}
+	bytes := []*stats1.BlkIOEntry{e(8, 0, "Read", 4096), e(8, 0, "Write", 8192), e(8, 0, "Total", 12288),
+		e(254, 1, "Read", 512), e(254, 1, "Sync", 512)}
+	ios := []*stats1.BlkIOEntry{e(8, 0, "Read", 1), e(8, 0, "Write", 2), e(254, 1, "Read", 1), e(259, 0, "Write", 3)}
+	got := blkioDevices(bytes, ios)
+	want := []DeviceIO{
+		{Major: 8, Minor: 0, ReadBytes: 4096, WriteBytes: 8192, Reads: 1, Writes: 2},
+		{Major: 254, Minor: 1, ReadBytes: 512, Reads: 1},
+		{Major: 259, Minor: 0, Writes: 3},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("blkioDevices = %+v, want %+v", got, want)
 	}
 }

@@ -118,9 +118,7 @@ func ReadCgroupStats(path string) (*CgroupStats, error) {
 			s.MemoryUsage, s.MemoryRSS, s.PageFaults, s.MajorPageFaults = mem.Usage, mem.Anon, mem.Pgfault, mem.Pgmajfault
 			s.OwnPageFaults, s.OwnMajorPageFaults = mem.Pgfault, mem.Pgmajfault
 			s.MemoryWorkingSet = sub(mem.Usage, mem.InactiveFile)
-			if mem.UsageLimit < 1<<62 {
-				s.MemoryLimit = mem.UsageLimit
-			}
+			s.MemoryLimit = limit(mem.UsageLimit)
 			s.SwapUsage = mem.SwapUsage
 			s.MemoryCache, s.MemoryMappedFile, s.MemoryMaxUsage = mem.File, mem.FileMapped, mem.MaxUsage
 			// memory.stat has no single "kernel" line before Linux 5.18;
@@ -173,9 +171,7 @@ func ReadCgroupStats(path string) (*CgroupStats, error) {
 		s.MemoryWorkingSet = sub(mem.Usage.Usage, mem.TotalInactiveFile)
 		s.MemoryRSS = mem.TotalRSS
 		s.PageFaults, s.MajorPageFaults = mem.TotalPgFault, mem.TotalPgMajFault
-		if mem.Usage.Limit < 1<<62 {
-			s.MemoryLimit = mem.Usage.Limit
-		}
+		s.MemoryLimit = limit(mem.Usage.Limit)
 		if mem.Swap != nil {
 			s.SwapUsage = sub(mem.Swap.Usage, mem.Usage.Usage)
 		}
@@ -208,12 +204,12 @@ func ReadCgroupStats(path string) (*CgroupStats, error) {
 	return s, nil
 }
 
-// blkioDevices folds v1's per-operation blkio entries into one record per
-// device.
+// blkioDevices folds v1's per-operation blkio entries (bytes, then IOs)
+// into one record per device.
 func blkioDevices(bytes, ios []*stats1.BlkIOEntry) []DeviceIO {
 	var out []DeviceIO
 	at := map[[2]uint64]int{}
-	for pass, entries := range [][]*stats1.BlkIOEntry{bytes, ios} {
+	add := func(entries []*stats1.BlkIOEntry, read, write func(*DeviceIO) *uint64) {
 		for _, e := range entries {
 			k := [2]uint64{e.Major, e.Minor}
 			i, ok := at[k]
@@ -222,19 +218,16 @@ func blkioDevices(bytes, ios []*stats1.BlkIOEntry) []DeviceIO {
 				at[k] = i
 				out = append(out, DeviceIO{Major: e.Major, Minor: e.Minor})
 			}
-			d := &out[i]
 			switch {
-			case pass == 0 && strings.EqualFold(e.Op, "read"):
-				d.ReadBytes += e.Value
-			case pass == 0 && strings.EqualFold(e.Op, "write"):
-				d.WriteBytes += e.Value
-			case pass == 1 && strings.EqualFold(e.Op, "read"):
-				d.Reads += e.Value
-			case pass == 1 && strings.EqualFold(e.Op, "write"):
-				d.Writes += e.Value
+			case strings.EqualFold(e.Op, "read"):
+				*read(&out[i]) += e.Value
+			case strings.EqualFold(e.Op, "write"):
+				*write(&out[i]) += e.Value
 			}
 		}
 	}
+	add(bytes, func(d *DeviceIO) *uint64 { return &d.ReadBytes }, func(d *DeviceIO) *uint64 { return &d.WriteBytes })
+	add(ios, func(d *DeviceIO) *uint64 { return &d.Reads }, func(d *DeviceIO) *uint64 { return &d.Writes })
 	return out
 }
 
