@@ -10,7 +10,10 @@ set -euo pipefail
 # (this kernel has AppArmor off: nothing is loaded). criu: CheckpointContainer
 # (Debian 12's 3.17 fails `criu check` on 6.x kernels; the tests expect the
 # FailedPrecondition that gives here and a real dump in the VM).
-pkgs=(runc containernetworking-plugins busybox iproute2 nftables util-linux kmod procps gcc libc6-dev apparmor criu)
+# libseccomp-dev, pkg-config: hack/install-runc.sh builds a runc that can
+# make idmapped mounts (user namespaces); Debian's runc stays as fallback.
+pkgs=(runc containernetworking-plugins busybox iproute2 nftables util-linux kmod procps gcc libc6-dev apparmor criu
+	libseccomp-dev pkg-config)
 if [[ "${1:-}" == "--reference" ]]; then
 	pkgs+=(containerd)
 fi
@@ -19,7 +22,11 @@ missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
+install_runc() { "$(dirname "${BASH_SOURCE[0]}")/install-runc.sh"; }
+if [[ ${#missing[@]} -eq 0 ]]; then
+	install_runc
+	exit 0
+fi
 
 # Package scripts must not start daemons (containerd) on this machine: a
 # policy-rc.d that answers 101 makes invoke-rc.d skip them. Removed on exit
@@ -46,3 +53,5 @@ if ! apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${missing[
 	echo "install-deps.sh: apt-get install ${missing[*]} failed (see above)" >&2
 	exit 1
 fi
+
+install_runc

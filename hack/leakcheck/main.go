@@ -1,5 +1,5 @@
 // Command leakcheck compares what a cri-shim holds on the node with what
-// it reports: netns pins, veths of its network, IPAM reservations, mounts,
+// it reports: netns and userns pins, veths of its network, IPAM reservations, mounts,
 // cgroups, runc containers, bundles and monitor processes, against the
 // sandboxes and containers the CRI lists. It prints one line per leak and
 // exits 1 if there is any; tests run it after every fault, operators can run
@@ -107,9 +107,11 @@ func check(sock, root, state, nodeNS, cniData, cgroupParent string) ([]string, e
 
 	// Per-object state: only what the CRI still lists may have it; network
 	// state only ready sandboxes.
-	for _, id := range entries(filepath.Join(state, "netns")) {
-		if !ready[id] {
-			leak("netns pin %s of a sandbox that is not ready", id)
+	for _, kind := range []string{"netns", "userns"} {
+		for _, id := range entries(filepath.Join(state, kind)) {
+			if !ready[id] {
+				leak("%s pin %s of a sandbox that is not ready", kind, id)
+			}
 		}
 	}
 	for _, id := range entries(filepath.Join(state, "shm")) {
@@ -155,7 +157,8 @@ func check(sock, root, state, nodeNS, cniData, cgroupParent string) ([]string, e
 				continue
 			}
 			mp := f[4]
-			for _, prefix := range []string{filepath.Join(state, "netns") + "/", filepath.Join(state, "shm") + "/", filepath.Join(root, "images", "rootfs") + "/"} {
+			for _, prefix := range []string{filepath.Join(state, "netns") + "/", filepath.Join(state, "userns") + "/",
+				filepath.Join(state, "shm") + "/", filepath.Join(root, "images", "rootfs") + "/"} {
 				if rest, ok := strings.CutPrefix(mp, prefix); ok {
 					id := strings.Split(rest, "/")[0]
 					if !l.has(id) {

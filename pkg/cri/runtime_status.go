@@ -26,9 +26,7 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 	}
 	for _, h := range s.Pods.HandlerRuntimes() {
 		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: h.Name,
-			// User namespaces: not implemented by cri-shim yet, whatever the
-			// runtime can do.
-			Features: &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: h.Features.RecursiveReadOnly()}})
+			Features: &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: h.Features.RecursiveReadOnly(), UserNamespaces: h.UserNamespaces}})
 	}
 	if req.GetVerbose() {
 		resp.Info = map[string]string{"runtime": "cri-shim", "cgroupDriver": s.CgroupDriver,

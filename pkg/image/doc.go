@@ -14,6 +14,9 @@
 //	(*Store) Pin(ref string) error
 //	(*Store) FsUsage() (Usage, error)             // ImageFsInfo
 //	(*Store) PrepareRootfs(ctx, imageID, key string) (string, error)
+//	(*Store) PrepareIDMappedRootfs(ctx, imageID, key string, IDMap) (string, error) // user-namespaced containers
+//	MountIDMapped(src, target string, usernsFD int) error
+//	CheckIDMapped(dir string, usernsFD int) error
 //	(*Store) UnmountRootfs(key string) error
 //	(*Store) RemoveRootfs(ctx, key string) error
 //	(*Store) RootfsUsage(key string) (bytes, inodes uint64, err error)

@@ -109,7 +109,11 @@ func readRootfsRecord(path string) (*rootfsRecord, error) {
 // idempotent: an existing rootfs of the same image is mounted if needed
 // (after a reboot) and its path returned; one of another image is an
 // errdefs.ErrAlreadyExists error.
-func (s *Store) PrepareRootfs(ctx context.Context, imageID, key string) (_ string, retErr error) {
+func (s *Store) PrepareRootfs(ctx context.Context, imageID, key string) (string, error) {
+	return s.prepareRootfs(ctx, imageID, key, nil)
+}
+
+func (s *Store) prepareRootfs(ctx context.Context, imageID, key string, idmap *IDMap) (_ string, retErr error) {
 	logger := klog.FromContext(ctx)
 	if err := validKey(key); err != nil {
 		return "", err
@@ -167,6 +171,19 @@ func (s *Store) PrepareRootfs(ctx context.Context, imageID, key string) (_ strin
 				return "", err
 			}
 			lowers = append(lowers, empty)
+		}
+		if idmap != nil {
+			// The upper dir's root is the rootfs's root: the container's
+			// root must own it to create files in /.
+			if err := os.Chown(upper, int(idmap.UID), int(idmap.GID)); err != nil {
+				return "", fmt.Errorf("rootfs %q: give the writable layer to the container's root: %w", key, err)
+			}
+			mapped, done, err := idmapLayers(lowers, filepath.Join(dir, "idmap"), idmap.UserNS)
+			if err != nil {
+				return "", fmt.Errorf("rootfs %q: %w", key, err)
+			}
+			defer done()
+			lowers = mapped
 		}
 		s.hook("mount")
 		if err := mountOverlay(lowers, upper, work, merged); err != nil {

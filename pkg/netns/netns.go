@@ -1,4 +1,5 @@
-// Package netns creates, pins, enters and removes network namespaces.
+// Package netns creates, pins, enters and removes network namespaces (and
+// the user namespace that owns a user-namespaced pod's network namespace).
 //
 // A namespace is pinned by bind-mounting its nsfs file onto a regular file,
 // so it outlives every process in it (the pause container may die; the pod's
@@ -15,8 +16,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -122,4 +125,61 @@ func Do(path string, fn func() error) error {
 		errc <- fn()
 	}()
 	return <-errc
+}
+
+// NewInUserNS creates a user namespace with the given ID mappings and a
+// network namespace owned by it, pinned at userPath and path, and brings the
+// network namespace's loopback up. A pod whose containers run in a user
+// namespace needs its network namespace owned by that user namespace:
+// otherwise the containers' root cannot mount sysfs or set net.* sysctls.
+// (CRI-O's pinns -U and containerd 2.x do the same.)
+//
+// The kernel makes a user namespace only for a new process, and Go cannot
+// fork without exec: holder (the command line of a program that just
+// waits, like the pause program) is started in both new namespaces, pinned through /proc and
+// killed. setgroups stays allowed in the user namespace: containers set
+// their supplementary groups. On error nothing is left.
+func NewInUserNS(path, userPath string, holder []string, uids, gids []syscall.SysProcIDMap) (err error) {
+	var pins []string
+	defer func() {
+		if err != nil {
+			for _, p := range pins {
+				Remove(p)
+			}
+		}
+	}()
+	for _, p := range []string{userPath, path} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("create namespace pin directory: %w", err)
+		}
+		f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+		if err != nil {
+			return fmt.Errorf("create namespace pin %s: %w", p, err)
+		}
+		f.Close()
+		pins = append(pins, p)
+	}
+	if len(holder) == 0 {
+		return errors.New("no program to hold the new namespaces")
+	}
+	cmd := exec.Command(holder[0], holder[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
+		UidMappings: uids, GidMappings: gids, GidMappingsEnableSetgroups: true,
+		Pdeathsig: syscall.SIGKILL,
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start a process in a new user namespace (%s): %w", holder, err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	for t, p := range map[string]string{"user": userPath, "net": path} {
+		src := fmt.Sprintf("/proc/%d/ns/%s", cmd.Process.Pid, t)
+		if err := unix.Mount(src, p, "none", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("pin %s namespace at %s: %w", t, p, err)
+		}
+	}
+	return Do(path, loopbackUp)
 }

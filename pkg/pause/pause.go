@@ -83,6 +83,9 @@ type Config struct {
 	HostPID     bool // otherwise the pause gets the pod's PID namespace
 	Hostname    string
 	Sysctls     map[string]string
+	// UserNS is the pinned user namespace the pause joins (it owns NetNS);
+	// empty: the host's.
+	UserNS string
 	// Extra options the pod adds: its cgroup, its resources.
 	Extra []runtime.SpecOpt
 }
@@ -106,6 +109,11 @@ func Spec(c Config) (*specs.Spec, error) {
 		opts = append(opts, runtime.WithoutNamespace(specs.NetworkNamespace), runtime.WithoutNamespace(specs.UTSNamespace))
 	} else {
 		opts = append(opts, runtime.WithNamespace(specs.NetworkNamespace, c.NetNS), runtime.WithHostname(c.Hostname))
+	}
+	if c.UserNS != "" {
+		// Joined by path, without mappings: the runtime reads them from the
+		// namespace (runc >= 1.2 refuses a path with differing mappings).
+		opts = append(opts, runtime.WithNamespace(specs.UserNamespace, c.UserNS))
 	}
 	if c.HostIPC {
 		opts = append(opts, runtime.WithoutNamespace(specs.IPCNamespace))

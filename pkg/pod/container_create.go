@@ -68,7 +68,7 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 		return "", err
 	}
 
-	rootfs, err := m.cfg.Images.PrepareRootfs(ctx, img.ID, id)
+	rootfs, err := m.prepareRootfs(ctx, sb, img.ID, id)
 	if err != nil {
 		return "", fmt.Errorf("prepare the rootfs of %s: %w", id, err)
 	}
@@ -190,6 +190,9 @@ func (m *Manager) containerPrerequisites(sandboxID string, cfg *runtimeapi.Conta
 	sc := cfg.GetLinux().GetSecurityContext()
 	if sc.GetPrivileged() && !sb.Config.GetLinux().GetSecurityContext().GetPrivileged() {
 		return nil, nil, 0, invalid("privileged container %q in a sandbox that is not privileged", cfg.GetMetadata().GetName())
+	}
+	if err := checkContainerUserNS(sandboxUserNS(sb), cfg); err != nil {
+		return nil, nil, 0, err
 	}
 	img, err := m.cfg.Images.Get(cfg.GetImage().GetImage())
 	if err != nil {

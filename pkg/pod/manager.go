@@ -31,6 +31,7 @@ type Images interface {
 	Get(ref string) (*image.Image, error)
 	Pull(ctx context.Context, ref string, auth *image.Auth) (*image.Image, error)
 	PrepareRootfs(ctx context.Context, imageID, key string) (string, error)
+	PrepareIDMappedRootfs(ctx context.Context, imageID, key string, m image.IDMap) (string, error)
 	RemoveRootfs(ctx context.Context, key string) error
 	RootfsUsage(key string) (bytes, inodes uint64, err error)
 	RootfsUpper(key string) (string, error)
@@ -97,10 +98,13 @@ const DefaultHandler = "runc"
 
 // Manager runs sandboxes and containers.
 type Manager struct {
-	cfg        Config
-	runc       *runtime.Runc // the default handler's
-	runtimes   map[string]*runtime.Runc
-	features   map[*runtime.Runc]*runtime.Features // probed at start; nil: the probe failed
+	cfg      Config
+	runc     *runtime.Runc // the default handler's
+	runtimes map[string]*runtime.Runc
+	features map[*runtime.Runc]*runtime.Features // probed at start; nil: the probe failed
+	// usernsErr says why no pod can have a user namespace here (nil: the
+	// kernel idmaps mounts on the image filesystem; see userNSSupport).
+	usernsErr  error
 	apparmor   apparmorHost
 	cdi        *cdi.Cache // nil: no CDI spec directories
 	monitor    *monitor.Client
@@ -186,7 +190,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if m.containers, err = newStore[Container](filepath.Join(cfg.Root, "containers"), "container.json"); err != nil {
 		return nil, err
 	}
-	dirs := []string{m.netnsDir(), m.bundlesDir()}
+	dirs := []string{m.netnsDir(), m.usernsDir(), m.bundlesDir()}
 	for _, r := range m.runtimes {
 		dirs = append(dirs, r.Root)
 	}
@@ -200,6 +204,9 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	if m.pauseRoot, err = pause.PrepareRootfs(filepath.Join(cfg.State, "pause"), cfg.PauseBinary); err != nil {
 		return nil, err
+	}
+	if m.usernsErr = m.probeUserNS(ctx); m.usernsErr != nil {
+		klog.FromContext(ctx).Info("Pods cannot have user namespaces", "reason", m.usernsErr)
 	}
 	m.network = newNetwork(cfg.CNIConfDir, cfg.CNIBinDirs, filepath.Join(cfg.Root, "cni-cache"))
 	if err := m.monitor.Ensure(ctx); err != nil {
@@ -331,7 +338,8 @@ func (m *Manager) HandlerRuntimes() []HandlerRuntime {
 	slices.Sort(names)
 	out := make([]HandlerRuntime, 0, len(names))
 	for _, n := range names {
-		out = append(out, HandlerRuntime{Name: n, Runtime: m.runtimes[n], Features: m.features[m.runtimes[n]]})
+		r := m.runtimes[n]
+		out = append(out, HandlerRuntime{Name: n, Runtime: r, Features: m.features[r], UserNamespaces: m.userNSSupport(r) == nil})
 	}
 	return out
 }
@@ -341,6 +349,9 @@ type HandlerRuntime struct {
 	Name     string
 	Runtime  *runtime.Runc
 	Features *runtime.Features // nil: unknown
+	// UserNamespaces: its pods can have a user namespace (the runtime and
+	// the kernel can, see userNSSupport).
+	UserNamespaces bool
 }
 
 func notFound(kind, id string) error {

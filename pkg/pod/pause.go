@@ -35,7 +35,7 @@ func (m *Manager) pauseRootfs(ctx context.Context, sb *Sandbox) (rootfs string, 
 	if len(args) == 0 {
 		args = pause.Args
 	}
-	rootfs, err = m.cfg.Images.PrepareRootfs(ctx, img.ID, sb.ID)
+	rootfs, err = m.prepareRootfs(ctx, sb, img.ID, sb.ID)
 	if err != nil {
 		return "", nil, 0, 0, err
 	}
@@ -55,6 +55,11 @@ func (m *Manager) pauseSpec(ctx context.Context, sb *Sandbox) (*specs.Spec, erro
 	if err != nil {
 		return nil, err
 	}
+	if uns := sandboxUserNS(sb); uns != nil && !uns.maps(uid) {
+		// A short mapping without the pause's user: its root is as
+		// unprivileged on the host.
+		uid, gid = 0, 0
+	}
 	extra := []runtime.SpecOpt{withCgroup(sb.cgroup(sb.ID))}
 	if res := cfg.GetLinux().GetResources(); res != nil {
 		extra = append(extra, runtime.WithResources(linuxResources(res)))
@@ -63,6 +68,6 @@ func (m *Manager) pauseSpec(ctx context.Context, sb *Sandbox) (*specs.Spec, erro
 		SandboxID: sb.ID, Rootfs: rootfs, Args: args, UID: uid, GID: gid,
 		NetNS: sb.NetNS, HostNetwork: ns.GetNetwork() == runtimeapi.NamespaceMode_NODE,
 		HostIPC: ns.GetIpc() == runtimeapi.NamespaceMode_NODE, HostPID: ns.GetPid() == runtimeapi.NamespaceMode_NODE,
-		Hostname: cfg.GetHostname(), Sysctls: cfg.GetLinux().GetSysctls(), Extra: extra,
+		Hostname: cfg.GetHostname(), Sysctls: cfg.GetLinux().GetSysctls(), UserNS: sb.UserNS, Extra: extra,
 	})
 }

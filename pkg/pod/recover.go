@@ -40,6 +40,9 @@ func (m *Manager) recover(ctx context.Context) []recoveryStep {
 			if p := filepath.Join(m.netnsDir(), id); netns.IsPinned(p) {
 				sb.NetNS, sb.CNIAdded = p, true
 			}
+			if p := filepath.Join(m.usernsDir(), id); netns.IsPinned(p) {
+				sb.UserNS = p
+			}
 			if p := filepath.Join(m.cfg.State, "shm", id); dirExists(p) {
 				sb.ShmPath = p
 			}
@@ -240,6 +243,9 @@ func (m *Manager) undoSandbox(ctx context.Context, sb *Sandbox) error {
 	}
 	if sb.NetNS != "" {
 		errs = append(errs, netns.Remove(sb.NetNS))
+	}
+	if sb.UserNS != "" {
+		errs = append(errs, netns.Remove(sb.UserNS))
 	}
 	if sb.ShmPath != "" {
 		errs = append(errs, unmountShm(sb.ShmPath))

@@ -14,7 +14,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/cri-shim/cri-shim/pkg/monitor"
-	"github.com/cri-shim/cri-shim/pkg/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -54,6 +53,16 @@ func (m *Manager) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	if err := sb.cgroup(id).Validate(); err != nil {
 		return "", invalid("%v", err)
 	}
+	uns, err := podUserNS(cfg)
+	if err != nil {
+		return "", err
+	}
+	if uns != nil {
+		if err := m.userNSSupport(m.runtimeFor(handler)); err != nil {
+			return "", fmt.Errorf("runtime handler %q cannot run a pod with a user namespace: %w: %w", handler, err, errdefs.ErrFailedPrecondition)
+		}
+		sb.UserNS = filepath.Join(m.usernsDir(), id)
+	}
 	hostNet := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
 	if !hostNet {
 		sb.NetNS = filepath.Join(m.netnsDir(), id)
@@ -88,10 +97,9 @@ func (m *Manager) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	}
 
 	if !hostNet {
-		if err := netns.New(sb.NetNS); err != nil {
-			return "", fmt.Errorf("create network namespace: %w", err)
+		if err := m.makePodNamespaces(sb, uns, &u); err != nil {
+			return "", err
 		}
-		u.add("remove network namespace", func(context.Context) error { return netns.Remove(sb.NetNS) })
 		if err := m.fault("netns-created"); err != nil {
 			return "", err
 		}

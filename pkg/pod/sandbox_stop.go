@@ -62,6 +62,9 @@ func (m *Manager) StopPod(ctx context.Context, id string) error {
 	if sb.NetNS != "" {
 		errs = append(errs, netns.Remove(sb.NetNS))
 	}
+	if sb.UserNS != "" {
+		errs = append(errs, netns.Remove(sb.UserNS))
+	}
 	if sb.ShmPath != "" {
 		errs = append(errs, unmountShm(sb.ShmPath))
 	}

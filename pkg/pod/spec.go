@@ -200,6 +200,7 @@ func homeOf(db userDB, id identity) string {
 func containerMounts(in specInput) ([]specs.Mount, error) {
 	var out []specs.Mount
 	have := map[string]bool{}
+	uns := sandboxUserNS(in.sb)
 	for _, m := range in.cfg.GetMounts() {
 		dst := m.GetContainerPath()
 		if !filepath.IsAbs(dst) {
@@ -239,7 +240,11 @@ func containerMounts(in specInput) ([]specs.Mount, error) {
 		default:
 			opts = append(opts, "rw")
 		}
-		out = append(out, specs.Mount{Destination: filepath.Clean(dst), Type: "bind", Source: src, Options: opts})
+		mnt := specs.Mount{Destination: filepath.Clean(dst), Type: "bind", Source: src, Options: opts}
+		if err := mountIDMappings(&mnt, m, uns); err != nil {
+			return nil, err
+		}
+		out = append(out, mnt)
 		have[filepath.Clean(dst)] = true
 	}
 	hostNet := in.sb.Config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
@@ -256,7 +261,13 @@ func containerMounts(in specInput) ([]specs.Mount, error) {
 		if f == "hosts" && hostNet {
 			src = "/etc/hosts"
 		}
-		out = append(out, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts})
+		mnt := specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts}
+		if uns != nil {
+			// The pod's files are root's on the host: idmapped, they are
+			// the pod root's, which may rewrite them like anywhere else.
+			mnt.UIDMappings, mnt.GIDMappings = uns.uids, uns.gids
+		}
+		out = append(out, mnt)
 	}
 	if !have["/dev/shm"] {
 		if in.sb.ShmPath != "" {
@@ -314,6 +325,10 @@ func namespaceOpts(in specInput) []runtime.SpecOpt {
 	case runtimeapi.NamespaceMode_TARGET:
 		opts = append(opts, runtime.WithNamespace(specs.PIDNamespace, fmt.Sprintf("/proc/%d/ns/pid", in.targetPid)))
 	}
+	if in.sb.UserNS != "" {
+		// By its pin, without mappings (see pause.Config.UserNS).
+		opts = append(opts, runtime.WithNamespace(specs.UserNamespace, in.sb.UserNS))
+	}
 	if hostCgroups().v2 {
 		opts = append(opts, runtime.WithNamespace(specs.CgroupNamespace, ""))
 	}
@@ -349,11 +364,20 @@ func securityOpts(in specInput) []runtime.SpecOpt {
 			return nil
 		})
 	}
-	if len(sc.GetMaskedPaths()) > 0 {
-		opts = append(opts, runtime.WithMaskedPaths(slices.Clone(sc.GetMaskedPaths())))
-	}
-	if len(sc.GetReadonlyPaths()) > 0 {
-		opts = append(opts, runtime.WithReadonlyPaths(slices.Clone(sc.GetReadonlyPaths())))
+	switch {
+	case len(sc.GetMaskedPaths()) == 0 && len(sc.GetReadonlyPaths()) == 0 && in.sb.UserNS != "":
+		// procMount: Unmasked (KEP-4265), which the API allows only with a
+		// user namespace: kubelet sends empty lists, as it sends the full
+		// default lists for procMount: Default. (Without a user namespace
+		// empty lists keep the defaults: crictl sends none.)
+		opts = append(opts, runtime.WithMaskedPaths(nil), runtime.WithReadonlyPaths(nil))
+	default:
+		if len(sc.GetMaskedPaths()) > 0 {
+			opts = append(opts, runtime.WithMaskedPaths(slices.Clone(sc.GetMaskedPaths())))
+		}
+		if len(sc.GetReadonlyPaths()) > 0 {
+			opts = append(opts, runtime.WithReadonlyPaths(slices.Clone(sc.GetReadonlyPaths())))
+		}
 	}
 	opts = append(opts, runtime.WithNoNewPrivileges(sc.GetNoNewPrivs()), runtime.WithSeccomp(in.seccomp), runtime.WithApparmor(in.apparmor))
 	return opts

@@ -38,10 +38,13 @@ type Sandbox struct {
 	Config    *runtimeapi.PodSandboxConfig `json:"config"`
 	Handler   string                       `json:"runtimeHandler,omitempty"`
 	CreatedAt time.Time                    `json:"createdAt"`
-	NetNS     string                       `json:"netns,omitempty"`    // pin path; empty for host network
-	CNIAdded  bool                         `json:"cniAdded,omitempty"` // ADD was attempted: DEL must run
-	IPs       []string                     `json:"ips,omitempty"`
-	PausePid  int                          `json:"pausePid,omitempty"`
+	NetNS     string                       `json:"netns,omitempty"` // pin path; empty for host network
+	// UserNS is the pin of the pod's user namespace, which owns NetNS;
+	// empty: the host's (userns.go).
+	UserNS   string   `json:"userns,omitempty"`
+	CNIAdded bool     `json:"cniAdded,omitempty"` // ADD was attempted: DEL must run
+	IPs      []string `json:"ips,omitempty"`
+	PausePid int      `json:"pausePid,omitempty"`
 	// PauseStartTime is the pause process's start time (/proc/<pid>/stat):
 	// pids are reused quickly (pid_max may be 32768), so the pid alone
 	// never names the process.

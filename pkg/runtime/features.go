@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Features is the part of `<runtime> features` (the OCI runtime features
@@ -12,6 +14,7 @@ import (
 type Features struct {
 	MountOptions []string `json:"mountOptions"`
 	Linux        *struct {
+		Namespaces      []string `json:"namespaces"`
 		MountExtensions *struct {
 			IDMap *struct {
 				Enabled *bool `json:"enabled"`
@@ -37,6 +40,12 @@ func (r *Runc) Features(ctx context.Context) (*Features, error) {
 // mounts through mount_setattr).
 func (f *Features) RecursiveReadOnly() bool {
 	return f != nil && slices.Contains(f.MountOptions, "rro")
+}
+
+// HasNamespace reports whether the runtime can make or join namespaces of
+// type t.
+func (f *Features) HasNamespace(t specs.LinuxNamespaceType) bool {
+	return f != nil && f.Linux != nil && slices.Contains(f.Linux.Namespaces, string(t))
 }
 
 // IDMappedMounts reports idmapped mounts (what user-namespaced pods need).

@@ -336,6 +336,7 @@ func (r *testRuntime) leaks(id string) []string {
 	var out []string
 	for _, p := range []string{
 		filepath.Join(r.dir, "state", "netns", id),
+		filepath.Join(r.dir, "state", "userns", id),
 		filepath.Join(r.dir, "state", "runc", id),
 		filepath.Join(r.dir, "state", "bundles", id),
 		filepath.Join(r.dir, "state", "shm", id),

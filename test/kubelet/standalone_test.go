@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -409,4 +410,95 @@ func criSeries(body, name string, labels ...string) string {
 		}
 	}
 	return ""
+}
+
+// TestStandaloneUserNamespace: kubelet runs a hostUsers: false static pod
+// (KEP-127, GA): cri-shim reports user namespaces, kubelet picks the pod's
+// host range, and inside the pod root is 0 mapped onto that non-zero range.
+// kubelet asks for every volume idmapped with the pod's mappings, so what
+// root writes to an emptyDir is root's on the node too (0:0 on disk); what
+// it writes to its own writable layer is the range's first ID on the host.
+func TestStandaloneUserNamespace(t *testing.T) {
+	e := newEnv(t)
+	n := e.addNode(nodeOptions{name: "userns", ip: "10.100.0.53", standalonePodCIDR: soloPodCIDR})
+	n.writeManifest(t, "userns.yaml", fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: unpriv
+  namespace: default
+spec:
+  terminationGracePeriodSeconds: 2
+  hostUsers: false
+  containers:
+  - name: app
+    image: %s
+    command: ["sh", "-c", "cat /proc/self/uid_map; echo uid=$(id -u); echo data >/cache/f; stat -c 'cache=%%u:%%g' /cache/f; touch /rootf; sleep 3600"]
+    volumeMounts:
+    - name: cache
+      mountPath: /cache
+  volumes:
+  - name: cache
+    emptyDir: {}
+`, busyboxImage))
+	var pod corev1.Pod
+	e.waitFor(3*time.Minute, "the hostUsers: false pod Running", n.kubelet, func() bool {
+		pods, err := n.kubeletPods()
+		if err != nil {
+			return false
+		}
+		for _, p := range pods {
+			if p.Name == "unpriv-userns" && p.Status.Phase == corev1.PodRunning {
+				pod = p
+				return true
+			}
+		}
+		return false
+	})
+	sbs := n.sandboxes(t, "unpriv-userns")
+	if len(sbs) != 1 {
+		t.Fatalf("%d sandboxes, want 1", len(sbs))
+	}
+	ctrs := n.containers(t, sbs[0].GetId())
+	if len(ctrs) != 1 {
+		t.Fatalf("%d containers, want 1", len(ctrs))
+	}
+	logDir := filepath.Join(n.dir, "pod-logs", fmt.Sprintf("default_unpriv-userns_%s", pod.UID), "app")
+	var log string
+	e.waitFor(30*time.Second, "the container's output", nil, func() bool {
+		data, _ := os.ReadFile(filepath.Join(logDir, "0.log"))
+		log = string(data)
+		return strings.Contains(log, "cache=")
+	})
+	// CRI log lines: TIME STREAM TAG TEXT; the uid_map line is "0 HOST LENGTH".
+	var hostID, length int
+	for _, l := range strings.Split(log, "\n") {
+		if f := strings.Fields(l); len(f) == 6 && f[3] == "0" {
+			hostID, _ = strconv.Atoi(f[4])
+			length, _ = strconv.Atoi(f[5])
+		}
+	}
+	t.Logf("the pod's uid_map: 0 -> host %d, %d IDs", hostID, length)
+	if hostID <= 0 || length < 65536 {
+		t.Errorf("uid_map inside the pod maps 0 to host %d (%d IDs), want a non-zero host range of >= 65536: %s", hostID, length, log)
+	}
+	for _, want := range []string{"uid=0", "cache=0:0"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the container's output lacks %q:\n%s", want, log)
+		}
+	}
+	own := func(p string) string {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			return err.Error()
+		}
+		return fmt.Sprintf("%d:%d", st.Uid, st.Gid)
+	}
+	emptyDir := filepath.Join(n.dir, "var-lib", "kubelet", "pods", string(pod.UID), "volumes", "kubernetes.io~empty-dir", "cache", "f")
+	upper := filepath.Join(n.dir, "cri-shim", "root", "images", "rootfs", ctrs[0].GetId(), "upper", "rootf")
+	for p, want := range map[string]string{emptyDir: "0:0", upper: fmt.Sprintf("%d:%d", hostID, hostID)} {
+		if got := own(p); got != want {
+			t.Errorf("%s is %s on the host, want %s", p, got, want)
+		}
+	}
+	n.removeStaticPod(t, "userns.yaml")
 }
