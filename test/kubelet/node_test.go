@@ -38,6 +38,14 @@ type nodeOptions struct {
 	kubeProxy         bool
 	// featureGates are kubelet feature gates to set.
 	featureGates map[string]bool
+	// freshProc runs cri-shim in a mount namespace of its own below the
+	// node's, with a /proc of its own: the private sysctl copies bound over
+	// the node's /proc/sys make that procfs "not fully visible", and the
+	// kernel then refuses a user namespace's root to mount proc (EPERM;
+	// mount_too_revealing), which a user-namespaced pod's pause needs. A
+	// real node has no such overmounts. kubelet's later mounts do not reach
+	// cri-shim then: only for pods without kubelet-mounted volumes.
+	freshProc bool
 }
 
 // node is one simulated machine: a network namespace with eth0 on the hub's
@@ -227,10 +235,15 @@ func (n *node) writeHostsToml(server func(host string) string) {
 func (n *node) startCRIShim() {
 	n.writeHostsToml(func(host string) string { return "https://" + host })
 	n.sock = filepath.Join(n.dir, "cri.sock")
-	n.runtime = n.e.start(n.name+"-cri-shim", n.exec(filepath.Join(config.shimBin, "cri-shim"),
+	shim := []string{filepath.Join(config.shimBin, "cri-shim")}
+	if n.opts.freshProc {
+		shim = append([]string{"unshare", "--mount", "--propagation", "slave", "/bin/sh", "-c",
+			`mount -t proc proc /proc && exec "$0" "$@"`}, shim...)
+	}
+	n.runtime = n.e.start(n.name+"-cri-shim", n.exec(append(shim,
 		"--listen", n.sock, "--root", filepath.Join(n.dir, "cri-shim", "root"), "--state", filepath.Join(n.dir, "cri-shim", "state"),
 		"--cni-conf-dir", filepath.Join(n.dir, "net.d"), "--cni-bin-dir", config.shimBin,
-		"--registry-config-dir", filepath.Join(n.dir, "certs.d"), "-v=2"), nil)
+		"--registry-config-dir", filepath.Join(n.dir, "certs.d"), "-v=2")...), nil)
 	n.connectCRI()
 }
 

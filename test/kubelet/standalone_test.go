@@ -420,7 +420,7 @@ func criSeries(body, name string, labels ...string) string {
 // it writes to its own writable layer is the range's first ID on the host.
 func TestStandaloneUserNamespace(t *testing.T) {
 	e := newEnv(t)
-	n := e.addNode(nodeOptions{name: "userns", ip: "10.100.0.53", standalonePodCIDR: soloPodCIDR})
+	n := e.addNode(nodeOptions{name: "userns", ip: "10.100.0.53", standalonePodCIDR: soloPodCIDR, freshProc: true})
 	n.writeManifest(t, "userns.yaml", fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata:
