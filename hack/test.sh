@@ -58,7 +58,7 @@ hack/critest.sh --runtime containerd --cni cni-bridge --known-failures hack/crit
 	--known-skips hack/critest-known-skips-containerd.txt
 
 echo "== critest in a Debian 13 VM: systemd, cgroup v2, AppArmor (hack/critest-known-{failures,skips}-vm.txt)"
-hack/vm/run.sh hack/vm/guest/critest.sh --known-failures hack/critest-known-failures-vm.txt \
+hack/vm/run.sh hack/vm/guest/critest.sh --install-runc --known-failures hack/critest-known-failures-vm.txt \
 	--known-skips hack/critest-known-skips-vm.txt
 
 echo "== cri-shim under systemd in the VM: driver, scopes, limits, restarts, OOM, cleanup"

@@ -24,7 +24,8 @@
 #    (-nic none, -nodefaults).
 #  - Shares (9p) in the guest: /src = this checkout, read-only; /tools =
 #    critest, crictl, ginkgo, testimages, critest-report, checkpointctl (and kubelet, kubectl
-#    when hack/kube/build.sh has them cached) in /tools/bin, the
+#    when hack/kube/build.sh has them cached) in /tools/bin, runc 1.5.3
+#    (hack/install-runc.sh) in /tools/runc, the
 #    testimages cache in /tools/testimages-cache and /tools/testimages-go (a
 #    stand-in for `go env GOVERSION`, the guest has no Go), read-only; /out =
 #    a fresh host directory for results (printed at start; VM_OUT names it,
@@ -149,6 +150,10 @@ prepare_tools() {
 	# kubelet and kubectl when hack/kube/build.sh has them cached (never
 	# built here: ~15 min on 2 cores). A hard link where the filesystem
 	# allows, else a copy.
+	# The runc deploy/README.md installs for user namespaces (Debian 13's
+	# 1.1.15 cannot idmap mounts): outside bin/, so it replaces the guest's
+	# only where a script installs it (guest/critest.sh --install-runc).
+	RUNC_DEST="$dir/runc/runc" "$REPO/hack/install-runc.sh"
 	local kube=${KUBE_CACHE_DIR:-/var/cache/cri-shim-dev/kube-${KUBE_VERSION:-v1.37.2}} b
 	for b in kubelet kubectl; do
 		[[ -x $kube/$b ]] || continue

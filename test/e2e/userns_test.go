@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -59,6 +60,7 @@ func TestUserNamespacePod(t *testing.T) {
 	}
 	pod := withUserNS(r.podConfig("userns"), &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD,
 		Uids: usernsMapping(host), Gids: usernsMapping(host)})
+	pod.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 8080, HostPort: 18091}}
 	podID := r.runPod(t, pod)
 	cfg := container("app", busyboxImage, "sleep", "3600")
 	cfg.Linux = &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
@@ -136,6 +138,26 @@ func TestUserNamespacePod(t *testing.T) {
 		t.Errorf("%d processes in the pod's user namespace, want the pause and the container's", procs)
 	}
 
+	// A server in the pod: its log, hostPort and the pod's stats work as
+	// in any pod.
+	web := container("web", busyboxImage, "sh", "-c", "mkdir -p /www && echo userns-web >/www/index.html && echo serving && exec httpd -f -p 8080 -h /www")
+	web.LogPath = "web.log"
+	webID := r.startContainer(t, podID, pod, web)
+	var page string
+	if err := waitFor(30*time.Second, func() bool {
+		page, _ = r.inNode("wget", "-qO-", "-T", "2", "http://127.0.0.1:18091/")
+		return strings.Contains(page, "userns-web")
+	}); err != nil {
+		t.Errorf("hostPort 18091 of the user-namespaced pod: %q", page)
+	}
+	if data, err := os.ReadFile(filepath.Join(pod.LogDirectory, "web.log")); err != nil || !strings.Contains(string(data), "stdout F serving") {
+		t.Errorf("the container's CRI log: %q, %v", data, err)
+	}
+	stats, err := r.rt.PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{PodSandboxId: podID})
+	if err != nil || stats.GetStats().GetLinux().GetMemory().GetWorkingSetBytes().GetValue() == 0 || len(stats.GetStats().GetLinux().GetContainers()) != 2 {
+		t.Errorf("PodSandboxStats of the user-namespaced pod: %v, %v", stats, err)
+	}
+
 	// procMount: Unmasked (kubelet sends no masked paths, only allowed
 	// with a user namespace) leaves /proc unmasked; Default masks.
 	// (/proc/keys: this kernel has no /proc/kcore.)
@@ -171,7 +193,7 @@ func TestUserNamespacePod(t *testing.T) {
 	if _, err := r.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
 		t.Fatal(err)
 	}
-	for _, x := range []string{podID, id, maskedID} {
+	for _, x := range []string{podID, id, maskedID, webID} {
 		if leaks := r.leaks(x); len(leaks) > 0 {
 			t.Errorf("left after removal: %v", leaks)
 		}

@@ -4,7 +4,7 @@
 # VM of hack/vm/run.sh:
 #
 #   hack/vm/run.sh hack/vm/guest/critest.sh [--known-failures FILE] [--known-skips FILE]
-#                                           [-- extra critest args]
+#                                           [--install-runc] [-- extra critest args]
 #
 # The node's own configuration, as a user would set it up (the VM is
 # throwaway, so everything lives in the root namespaces; the VM has no
@@ -22,7 +22,10 @@
 #    on unix:///run/cri-shim/cri-shim.sock (the config's listen).
 # Results in /out: critest.log, report.json (ginkgo), summary.txt
 # (hack/critest/report: failed specs and "critest: N passed, N failed, N
-# skipped"), registry.log. --known-failures FILE (relative to the checkout)
+# skipped"), registry.log. --install-runc first puts /tools/runc/runc (runc
+# 1.5.3, hack/install-runc.sh) in /usr/local/sbin, as deploy/README.md tells
+# a user who wants user namespaces: Debian 13's runc 1.1.15 cannot idmap
+# mounts, so its critest skips the 6 user-namespace specs. --known-failures FILE (relative to the checkout)
 # and --known-skips FILE turn the verdict into hack/critest.sh's ratchet. Exit
 # status non-zero when a spec failed (or, with the ratchet, on any change).
 set -euo pipefail
@@ -37,13 +40,14 @@ TOOLS=${VM_TOOLS:-/tools}
 log() { printf '[critest.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-KNOWN_FAILURES="" KNOWN_SKIPS="" EXTRA=()
+KNOWN_FAILURES="" KNOWN_SKIPS="" INSTALL_RUNC="" EXTRA=()
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--known-failures) KNOWN_FAILURES=${2:?--known-failures needs a file}; shift 2 ;;
 	--known-failures=*) KNOWN_FAILURES=${1#*=}; shift ;;
 	--known-skips) KNOWN_SKIPS=${2:?--known-skips needs a file}; shift 2 ;;
 	--known-skips=*) KNOWN_SKIPS=${1#*=}; shift ;;
+	--install-runc) INSTALL_RUNC=1; shift ;;
 	--) shift; EXTRA=("$@"); break ;;
 	*) die "unknown argument: $1" ;;
 	esac
@@ -60,6 +64,11 @@ abs_file() { # a ratchet file, relative to the checkout
 # shellcheck source=hack/vm/guest/lib-node.sh
 source "$SRC/hack/vm/guest/lib-node.sh"
 trap stop_registry EXIT
+if [[ -n $INSTALL_RUNC ]]; then
+	[[ -x $TOOLS/runc/runc ]] || die "--install-runc: no $TOOLS/runc/runc"
+	install -m 0755 "$TOOLS/runc/runc" /usr/local/sbin/runc
+	log "installed $(/usr/local/sbin/runc --version | head -1) as /usr/local/sbin/runc (node_setup restarts cri-shim)"
+fi
 node_setup
 
 args=(
