@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/cri-shim/cri-shim/pkg/pod"
 	"github.com/cri-shim/cri-shim/pkg/runtime"
 )
 
@@ -27,6 +29,10 @@ type Config struct {
 	MetricsAddress    string `toml:"metrics_address"`
 	CDISpecDirs       string `toml:"cdi_spec_dirs"`
 	CRIU              string `toml:"criu"`
+	// StatsCollectionPeriod is how often every container's and pod's stats
+	// are read for ListContainerStats and ListPodSandboxStats (a Go
+	// duration; "0": on each call, as CRI-O's stats_collection_period = 0).
+	StatsCollectionPeriod string `toml:"stats_collection_period"`
 	// Runtimes are RuntimeClass handlers besides the default (runtime):
 	// a TOML table only ([runtimes.NAME] binary, root). crun is added
 	// when it is installed, answers `crun features` and is not configured
@@ -56,8 +62,9 @@ func defaultConfig() Config {
 		CgroupDriver: "",
 		// Where device plugins and DRA drivers write CDI specs, in order of
 		// precedence (the CDI project's defaults, as containerd and CRI-O).
-		CDISpecDirs: "/etc/cdi:/var/run/cdi",
-		CRIU:        "criu",
+		CDISpecDirs:           "/etc/cdi:/var/run/cdi",
+		CRIU:                  "criu",
+		StatsCollectionPeriod: pod.DefaultStatsPeriod.String(),
 	}
 }
 
@@ -76,6 +83,20 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.MetricsAddress, "metrics-address", c.MetricsAddress, "host:port to serve Prometheus metrics on (empty: off)")
 	fs.StringVar(&c.CDISpecDirs, "cdi-spec-dirs", c.CDISpecDirs, "CDI spec directories, separated by ':' (empty: CDI devices are refused)")
 	fs.StringVar(&c.CRIU, "criu", c.CRIU, "CRIU binary for CheckpointContainer (a path, or a name looked up in PATH)")
+	fs.StringVar(&c.StatsCollectionPeriod, "stats-collection-period", c.StatsCollectionPeriod,
+		"how often every container's and pod's stats are read for the list calls, which answer from those samples (0: read on each call)")
+}
+
+// statsPeriod is StatsCollectionPeriod for pod.Config (negative: off).
+func (c *Config) statsPeriod() (time.Duration, error) {
+	d, err := time.ParseDuration(c.StatsCollectionPeriod)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("--stats-collection-period %q: want a duration such as 10s, or 0", c.StatsCollectionPeriod)
+	}
+	if d == 0 {
+		return -1, nil
+	}
+	return d, nil
 }
 
 // load parses the config file (if any) and then the flags, so flags win.
@@ -107,6 +128,9 @@ func load(args []string, fs *flag.FlagSet) (Config, error) {
 	fs.StringVar(&ignored, "config", path, "TOML config file; every flag is also a key (listen, root, state, cni_conf_dir, ...)")
 	cfg.bindFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if _, err := cfg.statsPeriod(); err != nil {
 		return cfg, err
 	}
 	switch cfg.CgroupDriver {

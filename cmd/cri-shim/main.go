@@ -115,13 +115,15 @@ func serve(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("open image store: %w", err)
 	}
+	statsPeriod, _ := cfg.statsPeriod() // checked by load
 	pods, err = pod.New(ctx, pod.Config{
 		Root: cfg.Root, State: cfg.State, Runtime: cfg.Runtime,
 		MonitorBinary: monitorBin, PauseBinary: pauseBin, PauseImage: cfg.PauseImage,
 		CNIConfDir: cfg.CNIConfDir, CNIBinDirs: filepath.SplitList(cfg.CNIBinDir),
 		CgroupDriver: cfg.CgroupDriver, Images: images, ImageFsMountpoint: filepath.Join(cfg.Root, "images"),
 		CDISpecDirs: filepath.SplitList(cfg.CDISpecDirs), CRIU: cfg.CRIU, Handlers: handlers(cfg.Runtimes),
-		Fault: failpoint(os.Getenv("CRI_SHIM_FAILPOINT")),
+		StatsPeriod: statsPeriod,
+		Fault:       failpoint(os.Getenv("CRI_SHIM_FAILPOINT")),
 	})
 	if err != nil {
 		return err

@@ -15,13 +15,18 @@
 # and p99 of the list/status/stats/metrics RPCs kubelet calls there (not in
 # "all": it takes ~10 minutes for the three runtimes).
 #
-#   sudo hack/bench/memory.sh [pss|churn|rpc|all]
+#   sudo hack/bench/memory.sh [pss|churn|rpc|all] [SETUP]
+#
+# SETUP (a label prefix: containerd1.6, containerd2, cri-shim) runs only
+# those setups, e.g. to re-measure cri-shim alone after a change (ratios
+# still want all three in one run).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$REPO"
 # shellcheck source=hack/bench/lib.sh
 source hack/bench/lib.sh
 what=${1:-all}
+only=${2:-}
 out=_output/bench/memory
 mkdir -p "$out"
 go build -o "$out/memory" ./hack/bench/memory
@@ -36,6 +41,7 @@ setups=(
 for mode in "${modes[@]}"; do
 	for setup in "${setups[@]}"; do
 		label=${setup%%|*}
+		[[ -n $only && $label != "$only"* ]] && continue
 		# The pause does not change RPC latency: one cri-shim row is enough.
 		[[ $mode == rpc && $label == cri-shim-builtin-pause ]] && continue
 		read -ra flags <<<"${setup#*|}"

@@ -18,7 +18,9 @@ func (s *Server) listContainerStats(f *runtimeapi.ContainerStatsFilter) []*runti
 			!matchLabels(c.Config.GetLabels(), f.GetLabelSelector())) {
 			continue
 		}
-		if st, err := s.Pods.ContainerStats(c.ID); err == nil {
+		// The sampler's newest: kubelet lists every container's stats
+		// often (pkg/pod/stats_cache.go).
+		if st, err := s.Pods.SampledContainerStats(c.ID); err == nil {
 			out = append(out, toContainerStats(c, st))
 		}
 	}

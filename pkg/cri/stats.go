@@ -69,11 +69,18 @@ func toContainerStats(c *pod.Container, st *pod.ContainerStats) *runtimeapi.Cont
 	return out
 }
 
+// podStats reads a pod's stats now and converts them.
 func (s *Server) podStats(sb *pod.Sandbox) (*runtimeapi.PodSandboxStats, error) {
 	st, err := s.Pods.PodStats(sb.ID)
 	if err != nil {
 		return nil, err
 	}
+	return s.toPodStats(sb, st, nil), nil
+}
+
+// toPodStats converts a pod's stats; ctrs are its containers if the caller
+// has them (else each is looked up).
+func (s *Server) toPodStats(sb *pod.Sandbox, st *pod.PodStats, ctrs []*pod.Container) *runtimeapi.PodSandboxStats {
 	ts := time.Now().UnixNano()
 	if st.Cgroup != nil {
 		ts = st.Cgroup.Time.UnixNano()
@@ -96,14 +103,23 @@ func (s *Server) podStats(sb *pod.Sandbox) (*runtimeapi.PodSandboxStats, error) 
 		}
 		linux.Network = net
 	}
+	byID := make(map[string]*pod.Container, len(ctrs))
+	for _, c := range ctrs {
+		byID[c.ID] = c
+	}
 	for id, cs := range st.Containers {
-		if c, err := s.Pods.Container(id); err == nil {
-			linux.Containers = append(linux.Containers, toContainerStats(c, cs))
+		c := byID[id]
+		if c == nil {
+			var err error
+			if c, err = s.Pods.Container(id); err != nil {
+				continue
+			}
 		}
+		linux.Containers = append(linux.Containers, toContainerStats(c, cs))
 	}
 	return &runtimeapi.PodSandboxStats{
 		Attributes: &runtimeapi.PodSandboxAttributes{Id: sb.ID, Metadata: sb.Config.GetMetadata(),
 			Labels: sb.Config.GetLabels(), Annotations: sb.Config.GetAnnotations()},
 		Linux: linux,
-	}, nil
+	}
 }

@@ -80,6 +80,11 @@ type Config struct {
 	// from PATH).
 	CRIU string
 
+	// StatsPeriod is how often every container's and pod's stats are
+	// sampled for the list calls (stats_cache.go); 0: DefaultStatsPeriod,
+	// negative: no sampler, the list calls read everything on the call.
+	StatsPeriod time.Duration
+
 	// Fault, when set, is called at named steps of the orchestration; an
 	// error fails the operation there (tests prove rollback with it).
 	Fault func(step string) error
@@ -117,6 +122,7 @@ type Manager struct {
 	events     *eventBus
 	pauseRoot  string
 	rates      cpuRates
+	stats      statsCache
 	samples    sampleCache
 	ownOOMAdj  int
 }
@@ -126,6 +132,9 @@ type Manager struct {
 func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.Runtime == "" {
 		cfg.Runtime = "runc"
+	}
+	if cfg.StatsPeriod == 0 {
+		cfg.StatsPeriod = DefaultStatsPeriod
 	}
 	switch cfg.CgroupDriver {
 	case "":
@@ -218,6 +227,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	steps := m.recover(ctx)
 	go m.finishRecovery(ctx, steps)
 	go m.watchExits(context.WithoutCancel(ctx))
+	go m.sampleStats(context.WithoutCancel(ctx))
 	return m, nil
 }
 

@@ -106,21 +106,7 @@ func (m *Manager) PodStats(id string) (*PodStats, error) {
 	if !ok {
 		return nil, notFound("pod sandbox", id)
 	}
-	out := &PodStats{Containers: map[string]*ContainerStats{}}
-	if sb.State != SandboxReady {
-		return out, nil
-	}
-	path, err := sb.statsCgroupPath()
-	if err != nil {
-		return out, nil
-	}
-	if cg, err := runtime.ReadCgroupStats(path); err == nil {
-		out.Cgroup = cg
-		out.NanoCores = m.rates.rate("pod:"+id, cg)
-	}
-	if sb.NetNS != "" {
-		out.Interfaces, _ = interfaceStats(sb.NetNS)
-	}
+	out := m.podLevelStats(sb)
 	for _, c := range m.containers.list() {
 		if c.SandboxID == id && c.State == ContainerRunning {
 			if cs, err := m.ContainerStats(c.ID); err == nil {
@@ -129,6 +115,28 @@ func (m *Manager) PodStats(id string) (*PodStats, error) {
 		}
 	}
 	return out, nil
+}
+
+// podLevelStats reads what PodStats has beyond its containers: the pod's
+// cgroup and interfaces (none unless the sandbox is ready). Containers is
+// an empty map for the caller to fill.
+func (m *Manager) podLevelStats(sb *Sandbox) *PodStats {
+	out := &PodStats{Containers: map[string]*ContainerStats{}}
+	if sb.State != SandboxReady {
+		return out
+	}
+	path, err := sb.statsCgroupPath()
+	if err != nil {
+		return out
+	}
+	if cg, err := runtime.ReadCgroupStats(path); err == nil {
+		out.Cgroup = cg
+		out.NanoCores = m.rates.rate("pod:"+sb.ID, cg)
+	}
+	if sb.NetNS != "" {
+		out.Interfaces, _ = interfaceStats(sb.NetNS)
+	}
+	return out
 }
 
 // interfaceStats reads the counters of the pod's interfaces (not lo)

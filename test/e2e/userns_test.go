@@ -150,6 +150,20 @@ func TestUserNamespacePod(t *testing.T) {
 	}); err != nil {
 		t.Errorf("hostPort 18091 of the user-namespaced pod: %q", page)
 	}
+	// port-forward enters the pod's network namespace, which the pod's
+	// user namespace owns.
+	pf := newCrictl(t, r).cmd("port-forward", podID, "18092:8080")
+	if err := pf.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(15*time.Second, func() bool {
+		page, _ = r.inNode("wget", "-qO-", "-T", "2", "http://127.0.0.1:18092/")
+		return strings.Contains(page, "userns-web")
+	}); err != nil {
+		t.Errorf("crictl port-forward into the user-namespaced pod: %q", page)
+	}
+	pf.Process.Kill()
+	pf.Wait()
 	if data, err := os.ReadFile(filepath.Join(pod.LogDirectory, "web.log")); err != nil || !strings.Contains(string(data), "stdout F serving") {
 		t.Errorf("the container's CRI log: %q, %v", data, err)
 	}
