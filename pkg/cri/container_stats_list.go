@@ -10,10 +10,12 @@ import (
 
 func (s *Server) listContainerStats(f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats {
 	var out []*runtimeapi.ContainerStats
+	running := map[string]bool{}
 	for _, c := range s.Pods.Containers() {
 		if c.State != pod.ContainerRunning {
 			continue
 		}
+		running[c.ID] = true
 		if f != nil && ((f.GetId() != "" && f.GetId() != c.ID) || (f.GetPodSandboxId() != "" && f.GetPodSandboxId() != c.SandboxID) ||
 			!matchLabels(c.Config.GetLabels(), f.GetLabelSelector())) {
 			continue
@@ -21,8 +23,11 @@ func (s *Server) listContainerStats(f *runtimeapi.ContainerStatsFilter) []*runti
 		// The sampler's newest: kubelet lists every container's stats
 		// often (pkg/pod/stats_cache.go).
 		if st, err := s.Pods.SampledContainerStats(c.ID); err == nil {
-			out = append(out, toContainerStats(c, st))
+			out = append(out, s.protos.get(c, st))
 		}
+	}
+	if f == nil || f.GetId() == "" && f.GetPodSandboxId() == "" && len(f.GetLabelSelector()) == 0 {
+		s.protos.keepOnly(running)
 	}
 	return out
 }

@@ -13,10 +13,15 @@ func (s *Server) listPodStats(f *runtimeapi.PodSandboxStatsFilter) []*runtimeapi
 	// Each pod's running containers, grouped once (110 pods x 330
 	// containers would otherwise be 36,000 lookups per call).
 	running := map[string][]*pod.Container{}
+	live := map[string]bool{}
 	for _, c := range s.Pods.Containers() {
 		if c.State == pod.ContainerRunning {
 			running[c.SandboxID] = append(running[c.SandboxID], c)
+			live[c.ID] = true
 		}
+	}
+	if f == nil || f.GetId() == "" && len(f.GetLabelSelector()) == 0 {
+		defer s.protos.keepOnly(live)
 	}
 	for _, sb := range s.Pods.Pods() {
 		if sb.State != pod.SandboxReady {

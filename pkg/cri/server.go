@@ -28,6 +28,8 @@ type Server struct {
 	// AppArmor: the host has AppArmor on, so containers are confined
 	// (verbose Status says so).
 	AppArmor bool
+
+	protos statsProtos
 }
 
 // ServerOptions are the gRPC server options cri-shim serves with: the

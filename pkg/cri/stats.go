@@ -1,6 +1,7 @@
 package cri
 
 import (
+	"sync"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -115,11 +116,55 @@ func (s *Server) toPodStats(sb *pod.Sandbox, st *pod.PodStats, ctrs []*pod.Conta
 				continue
 			}
 		}
-		linux.Containers = append(linux.Containers, toContainerStats(c, cs))
+		linux.Containers = append(linux.Containers, s.protos.get(c, cs))
 	}
 	return &runtimeapi.PodSandboxStats{
 		Attributes: &runtimeapi.PodSandboxAttributes{Id: sb.ID, Metadata: sb.Config.GetMetadata(),
 			Labels: sb.Config.GetLabels(), Annotations: sb.Config.GetAnnotations()},
 		Linux: linux,
+	}
+}
+
+// statsProtos keeps the CRI form of each container's newest stats sample,
+// so the list calls convert a sample once, not on every call (330
+// containers: 0.6 ms and 5,600 allocations per call, which also feed the
+// GC that makes the calls' tail). A converted message is shared by
+// concurrent responses: gRPC only reads it.
+type statsProtos struct {
+	mu sync.Mutex
+	m  map[string]statsProto
+}
+
+type statsProto struct {
+	src *pod.ContainerStats
+	out *runtimeapi.ContainerStats
+}
+
+// get converts st, the stats of c, or returns its earlier conversion.
+func (p *statsProtos) get(c *pod.Container, st *pod.ContainerStats) *runtimeapi.ContainerStats {
+	p.mu.Lock()
+	e, ok := p.m[c.ID]
+	p.mu.Unlock()
+	if ok && e.src == st {
+		return e.out
+	}
+	out := toContainerStats(c, st)
+	p.mu.Lock()
+	if p.m == nil {
+		p.m = map[string]statsProto{}
+	}
+	p.m[c.ID] = statsProto{st, out}
+	p.mu.Unlock()
+	return out
+}
+
+// keepOnly forgets the conversions of containers not in live.
+func (p *statsProtos) keepOnly(live map[string]bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id := range p.m {
+		if !live[id] {
+			delete(p.m, id)
+		}
 	}
 }

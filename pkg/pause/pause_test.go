@@ -20,6 +20,9 @@ func TestSpecNamespaces(t *testing.T) {
 			specs.IPCNamespace: "", specs.PIDNamespace: "", specs.MountNamespace: ""}},
 		{"host IPC and PID", Config{NetNS: "/run/netns/p", HostIPC: true, HostPID: true}, map[specs.LinuxNamespaceType]string{
 			specs.NetworkNamespace: "/run/netns/p", specs.UTSNamespace: "", specs.MountNamespace: ""}},
+		{"the pod's user namespace, by its pin", Config{NetNS: "/run/netns/p", UserNS: "/run/userns/p"}, map[specs.LinuxNamespaceType]string{
+			specs.UserNamespace: "/run/userns/p", specs.NetworkNamespace: "/run/netns/p", specs.UTSNamespace: "", specs.IPCNamespace: "",
+			specs.PIDNamespace: "", specs.MountNamespace: ""}},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			tc.cfg.Rootfs, tc.cfg.Args, tc.cfg.UID, tc.cfg.GID, tc.cfg.SandboxID = "/r", Args, UID, UID, "sb"

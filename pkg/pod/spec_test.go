@@ -34,6 +34,14 @@ func baseInput() specInput {
 	}
 }
 
+// userns puts in's pod in a user namespace mapping 0-65535 to host.
+func userns(in *specInput, host uint32) {
+	m := []*runtimeapi.IDMapping{{ContainerId: 0, HostId: host, Length: 65536}}
+	in.sb.UserNS = "/run/cri-shim/userns/sb1"
+	in.sb.Config.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+		NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m, Gids: m}}}}
+}
+
 func mount(s *specs.Spec, dst string) *specs.Mount {
 	for i := range s.Mounts {
 		if s.Mounts[i].Destination == dst {
@@ -95,6 +103,52 @@ func TestContainerSpec(t *testing.T) {
 					t.Errorf("env = %v", s.Process.Env)
 				}
 			}},
+		{desc: "user-namespaced pod: the pod's user namespace joined by its pin, without mappings; pod files idmapped, volumes as kubelet asks",
+			configChange: func(in *specInput) {
+				userns(in, 100000)
+				m := []*runtimeapi.IDMapping{{ContainerId: 0, HostId: 100000, Length: 65536}}
+				in.cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/vol", HostPath: "/var/lib/kubelet/v", UidMappings: m, GidMappings: m},
+					{ContainerPath: "/plain", HostPath: "/srv"}}
+			},
+			specCheck: func(t *testing.T, s *specs.Spec) {
+				if p, ok := namespace(s, specs.UserNamespace); !ok || p != "/run/cri-shim/userns/sb1" {
+					t.Errorf("user namespace %q (present %v), want the pod's pin", p, ok)
+				}
+				if len(s.Linux.UIDMappings) != 0 || len(s.Linux.GIDMappings) != 0 {
+					t.Errorf("mappings %v %v beside a userns path (runc >= 1.2 refuses differing ones)", s.Linux.UIDMappings, s.Linux.GIDMappings)
+				}
+				for _, dst := range []string{"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/vol"} {
+					m := mount(s, dst)
+					if m == nil || len(m.UIDMappings) != 1 || m.UIDMappings[0].HostID != 100000 || m.UIDMappings[0].Size != 65536 || len(m.GIDMappings) != 1 {
+						t.Errorf("%s: %+v, want idmapped with the pod's mapping", dst, m)
+					}
+				}
+				if m := mount(s, "/plain"); m == nil || len(m.UIDMappings) != 0 {
+					t.Errorf("/plain: %+v, want a plain bind mount", m)
+				}
+			}},
+		{desc: "user-namespaced pod, no masked or read-only paths: procMount Unmasked",
+			configChange: func(in *specInput) { userns(in, 100000) },
+			specCheck: func(t *testing.T, s *specs.Spec) {
+				if len(s.Linux.MaskedPaths) != 0 || len(s.Linux.ReadonlyPaths) != 0 {
+					t.Errorf("masked %v read-only %v, want none", s.Linux.MaskedPaths, s.Linux.ReadonlyPaths)
+				}
+			}},
+		{desc: "host user namespace, no masked paths: the defaults (crictl sends none)",
+			specCheck: func(t *testing.T, s *specs.Spec) {
+				if len(s.Linux.MaskedPaths) == 0 || len(s.Linux.ReadonlyPaths) == 0 {
+					t.Errorf("masked %v read-only %v, want the defaults", s.Linux.MaskedPaths, s.Linux.ReadonlyPaths)
+				}
+				if _, ok := namespace(s, specs.UserNamespace); ok {
+					t.Error("a user namespace in a pod without one")
+				}
+			}},
+		{desc: "volume mappings in a pod without a user namespace are invalid",
+			configChange: func(in *specInput) {
+				m := []*runtimeapi.IDMapping{{ContainerId: 0, HostId: 100000, Length: 65536}}
+				in.cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/vol", HostPath: "/v", UidMappings: m, GidMappings: m}}
+			},
+			wantErr: "no user namespace"},
 		{desc: "image user by name",
 			configChange: func(in *specInput) { in.img.Config.User = "www-data" },
 			specCheck: func(t *testing.T, s *specs.Spec) {

@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	nodev1 "k8s.io/api/node/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -32,6 +33,8 @@ EOF
 chmod +x /www/cgi-bin/ip
 echo "web server $(hostname) starting"
 exec httpd -f -v -p 8080 -h /www`
+
+func ptrTo[T any](v T) *T { return &v }
 
 const (
 	podMemLimit = 64 << 20
@@ -301,6 +304,38 @@ func TestCluster(t *testing.T) {
 			}
 		}
 		record(t, "kube-proxy (%s mode): ClusterIP Service reached pods on both nodes incl. hairpin: %v", proxyMode(), !t.Failed())
+	})
+
+	// A RuntimeClass names a handler of cri-shim's [runtimes] table (the
+	// nodes configure "alt", runc with a state root of its own: this host
+	// has no crun that works; the VM runs crun through the CRI): kubelet
+	// resolves it through the API and passes the handler, and the pod's
+	// containers live in that runtime's state.
+	t.Run("RuntimeClass", func(t *testing.T) {
+		if _, err := cs.NodeV1().RuntimeClasses().Create(bg, &nodev1.RuntimeClass{
+			ObjectMeta: metav1.ObjectMeta{Name: "alt"}, Handler: altHandler}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		p := webPod("web-alt", a.name)
+		p.Spec.RuntimeClassName = ptrTo("alt")
+		if _, err := cs.CoreV1().Pods("default").Create(bg, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		ready := e.waitPodReady(t, "web-alt")
+		sbs := a.sandboxes(t, "web-alt")
+		if len(sbs) != 1 || sbs[0].GetRuntimeHandler() != altHandler {
+			t.Fatalf("sandboxes of web-alt: %v, want one with handler %q", sbs, altHandler)
+		}
+		id := ready.Status.ContainerStatuses[0].ContainerID
+		id = id[strings.Index(id, "://")+3:]
+		for _, obj := range []string{sbs[0].GetId(), id} {
+			if _, err := os.Stat(filepath.Join(a.dir, "cri-shim", "state", "runtimes", altHandler, obj, "state.json")); err != nil {
+				t.Errorf("%s is not in the %q runtime's state: %v", obj, altHandler, err)
+			}
+		}
+		if err := cs.CoreV1().Pods("default").Delete(bg, "web-alt", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	})
 
 	t.Run("DeleteIsClean", func(t *testing.T) {

@@ -27,6 +27,10 @@ import (
 var kubeletSysctls = []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
 	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes"}
 
+// altHandler is a RuntimeClass handler every cri-shim node has: runc
+// under its own state root.
+const altHandler = "alt"
+
 type nodeOptions struct {
 	name, ip string
 	// runtime is "cri-shim" (default) or "containerd" (the reference: Debian's
@@ -240,7 +244,12 @@ func (n *node) startCRIShim() {
 		shim = append([]string{"unshare", "--mount", "--propagation", "slave", "/bin/sh", "-c",
 			`mount -t proc proc /proc && exec "$0" "$@"`}, shim...)
 	}
-	n.runtime = n.e.start(n.name+"-cri-shim", n.exec(append(shim,
+	// A second RuntimeClass handler (TestCluster's RuntimeClass).
+	conf := filepath.Join(n.dir, "cri-shim.toml")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("[runtimes.%s]\nbinary = \"runc\"\n", altHandler)), 0o644); err != nil {
+		n.e.t.Fatal(err)
+	}
+	n.runtime = n.e.start(n.name+"-cri-shim", n.exec(append(shim, "--config", conf,
 		"--listen", n.sock, "--root", filepath.Join(n.dir, "cri-shim", "root"), "--state", filepath.Join(n.dir, "cri-shim", "state"),
 		"--cni-conf-dir", filepath.Join(n.dir, "net.d"), "--cni-bin-dir", config.shimBin,
 		"--registry-config-dir", filepath.Join(n.dir, "certs.d"), "-v=2")...), nil)

@@ -149,8 +149,10 @@ func (n *node) checkNodeClean(t *testing.T) {
 		t.Errorf("%s: runtime still lists %d containers", n.name, len(c))
 	}
 	state := filepath.Join(n.dir, "cri-shim", "state")
-	if ents, _ := os.ReadDir(filepath.Join(state, "netns")); len(ents) > 0 {
-		t.Errorf("%s: netns pins left in %s/netns: %d", n.name, state, len(ents))
+	for _, d := range []string{"netns", "userns"} {
+		if ents, _ := os.ReadDir(filepath.Join(state, d)); len(ents) > 0 {
+			t.Errorf("%s: namespace pins left in %s/%s: %d", n.name, state, d, len(ents))
+		}
 	}
 	mi, _ := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", n.holder.pid()))
 	for _, line := range strings.Split(string(mi), "\n") {
@@ -158,12 +160,15 @@ func (n *node) checkNodeClean(t *testing.T) {
 			t.Errorf("%s: mount left in the node: %s", n.name, line)
 		}
 	}
-	if ents, _ := os.ReadDir(filepath.Join(state, "runc")); len(ents) > 0 {
-		var names []string
-		for _, e := range ents {
-			names = append(names, e.Name())
+	roots, _ := filepath.Glob(filepath.Join(state, "runtimes", "*"))
+	for _, root := range append(roots, filepath.Join(state, "runc")) {
+		if ents, _ := os.ReadDir(root); len(ents) > 0 {
+			var names []string
+			for _, e := range ents {
+				names = append(names, e.Name())
+			}
+			t.Errorf("%s: runtime state left in %s: %v", n.name, root, names)
 		}
-		t.Errorf("%s: runc state left: %v", n.name, names)
 	}
 	for _, m := range cgroupMounts() {
 		matches, _ := filepath.Glob(filepath.Join(m, n.cgroupRoot, "kubepods", "*", "pod*"))
