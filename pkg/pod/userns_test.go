@@ -162,3 +162,40 @@ func TestMountIDMappings(t *testing.T) {
 		})
 	}
 }
+
+// FuzzPodUserNS: any user namespace options are either refused as
+// InvalidArgument or give a user namespace with one mapping each that maps
+// container ID 0 within the host's ID space; never a panic.
+func FuzzPodUserNS(f *testing.F) {
+	f.Add(int32(1), uint32(0), uint32(65536), uint32(65536), uint32(0), uint32(65536), uint32(65536), 1, 1, int32(0))
+	f.Add(int32(1), uint32(1), uint32(0), uint32(0), uint32(0), uint32(1<<32-1), uint32(2), 2, 0, int32(2))
+	f.Fuzz(func(t *testing.T, mode int32, uc, uh, ul, gc, gh, gl uint32, nu, ng int, net int32) {
+		rep := func(n int, c, h, l uint32) []*runtimeapi.IDMapping {
+			var out []*runtimeapi.IDMapping
+			for i := 0; i < n%4; i++ {
+				out = append(out, idmap(c, h, l))
+			}
+			return out
+		}
+		cfg := usernsPod(&runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode(mode), Uids: rep(nu, uc, uh, ul), Gids: rep(ng, gc, gh, gl)})
+		cfg.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode(net)
+		u, err := podUserNS(cfg)
+		if err != nil {
+			if !errors.Is(err, errdefs.ErrInvalidArgument) {
+				t.Fatalf("not InvalidArgument: %v", err)
+			}
+			return
+		}
+		if u == nil {
+			return
+		}
+		for _, ms := range [][]specs.LinuxIDMapping{u.uids, u.gids} {
+			if len(ms) != 1 || ms[0].ContainerID != 0 || ms[0].Size == 0 || uint64(ms[0].HostID)+uint64(ms[0].Size) > 1<<32-1 {
+				t.Fatalf("accepted mappings %+v", ms)
+			}
+		}
+		if !u.maps(0) {
+			t.Fatal("accepted a user namespace without container ID 0")
+		}
+	})
+}
