@@ -164,7 +164,11 @@ func serve(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	gs := grpc.NewServer(cri.ServerOptions()...)
+	rpcMetrics, err := cri.NewRPCMetrics(reg)
+	if err != nil {
+		return err
+	}
+	gs := grpc.NewServer(cri.ServerOptions(rpcMetrics)...)
 	srv.Register(gs)
 	logger.Info("Serving the CRI", "socket", cfg.Listen, "version", Version)
 	errc := make(chan error, 1)

@@ -33,11 +33,16 @@ type Server struct {
 }
 
 // ServerOptions are the gRPC server options cri-shim serves with: the
-// interceptors that map errors to codes and log calls, and kubelet's 16 MiB
-// message limits.
-func ServerOptions() []grpc.ServerOption {
+// interceptors that map errors to codes, log calls and (with m) measure
+// them, and kubelet's 16 MiB message limits.
+func ServerOptions(m *RPCMetrics) []grpc.ServerOption {
+	unary := []grpc.UnaryServerInterceptor{unaryInterceptor}
+	if m != nil {
+		// Outermost: it sees the code the client gets.
+		unary = append([]grpc.UnaryServerInterceptor{m.unary}, unary...)
+	}
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(unaryInterceptor),
+		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(streamInterceptor),
 		// kubelet's limit on what it receives; ours on what we accept.
 		grpc.MaxRecvMsgSize(16 << 20),
