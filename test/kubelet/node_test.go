@@ -27,6 +27,10 @@ import (
 var kubeletSysctls = []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
 	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes"}
 
+// runtimeMetricsAddr is where a node's runtime serves Prometheus metrics
+// (in the node's network namespace).
+const runtimeMetricsAddr = "127.0.0.1:9190"
+
 // altHandler is a RuntimeClass handler every cri-shim node has: runc
 // under its own state root.
 const altHandler = "alt"
@@ -249,7 +253,7 @@ func (n *node) startCRIShim() {
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf("[runtimes.%s]\nbinary = \"runc\"\n", altHandler)), 0o644); err != nil {
 		n.e.t.Fatal(err)
 	}
-	n.runtime = n.e.start(n.name+"-cri-shim", n.exec(append(shim, "--config", conf,
+	n.runtime = n.e.start(n.name+"-cri-shim", n.exec(append(shim, "--config", conf, "--metrics-address", runtimeMetricsAddr,
 		"--listen", n.sock, "--root", filepath.Join(n.dir, "cri-shim", "root"), "--state", filepath.Join(n.dir, "cri-shim", "state"),
 		"--cni-conf-dir", filepath.Join(n.dir, "net.d"), "--cni-bin-dir", config.shimBin,
 		"--registry-config-dir", filepath.Join(n.dir, "certs.d"), "-v=2")...), nil)
@@ -276,6 +280,8 @@ func (n *node) startContainerd() {
 	if strings.Contains(conf, "@") {
 		n.e.t.Fatalf("hack/critest/containerd.toml has a placeholder this test does not fill:\n%s", conf)
 	}
+	// Its CRI calls' latency (go-grpc-prometheus), as cri-shim's.
+	conf += fmt.Sprintf("\n[metrics]\n  address = %q\n  grpc_histogram = true\n", runtimeMetricsAddr)
 	os.WriteFile(filepath.Join(ctr, "containerd.toml"), []byte(conf), 0o644)
 	cni, err := os.ReadFile("../../hack/critest/containerd-cni.conflist")
 	if err != nil {

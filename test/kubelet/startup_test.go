@@ -5,6 +5,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,6 +73,7 @@ func measureStartup(t *testing.T, runtime string) (time.Duration, bool) {
 	if _, err := n.startPod(t, "warmup"); err != nil {
 		t.Fatal(err)
 	}
+	before := n.rpcTotals(t)
 	var samples []time.Duration
 	for i := range startupPods() {
 		d, err := n.startPod(t, fmt.Sprintf("bench-%d", i))
@@ -81,6 +83,17 @@ func measureStartup(t *testing.T, runtime string) (time.Duration, bool) {
 		samples = append(samples, d)
 		time.Sleep(500 * time.Millisecond) // let kubelet settle (status, PLEG)
 	}
+	after := n.rpcTotals(t)
+	var parts []string
+	for _, m := range []string{"RunPodSandbox", "PodSandboxStatus", "ImageStatus", "CreateContainer", "StartContainer",
+		"ContainerStatus", "ListContainers", "ListPodSandbox"} {
+		sum, count := after[m][0]-before[m][0], after[m][1]-before[m][1]
+		if count > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.1f ms (%d)", m, sum/count*1000, int(count)))
+		}
+	}
+	record(t, "per-RPC mean while kubelet started the pods, %s (its own metrics; counts include this test's polling): %s",
+		runtime, strings.Join(parts, ", "))
 	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
 	p50 := samples[(len(samples)+1)/2-1] // nearest rank
 	record(t, "pod startup (manifest -> both containers started), %s: p50 %v over %d pods (min %v, max %v)",
@@ -125,4 +138,46 @@ func (n *node) startPod(t *testing.T, name string) (time.Duration, error) {
 		}
 	}
 	return 0, fmt.Errorf("pod %s: containers not started after 2 minutes (see %s)", podName, n.kubelet.log)
+}
+
+// rpcTotals scrapes the node runtime's metrics: per CRI method, the total
+// seconds and the number of calls (every status code). cri-shim's
+// cri_shim_grpc_request_duration_seconds{method}; containerd's
+// grpc_server_handling_seconds{grpc_method} (go-grpc-prometheus).
+func (n *node) rpcTotals(t *testing.T) map[string][2]float64 {
+	t.Helper()
+	path, name, label := "/metrics", "cri_shim_grpc_request_duration_seconds", `method="`
+	if n.opts.runtime == "containerd" {
+		path, name, label = "/v1/metrics", "grpc_server_handling_seconds", `grpc_method="`
+	}
+	body, err := httpGet(httpIn(n.ns), "http://"+runtimeMetricsAddr+path)
+	if err != nil {
+		t.Fatalf("scrape the runtime's metrics: %v", err)
+	}
+	out := map[string][2]float64{}
+	for _, line := range strings.Split(body, "\n") {
+		var idx int
+		switch {
+		case strings.HasPrefix(line, name+"_sum{"):
+			idx = 0
+		case strings.HasPrefix(line, name+"_count{"):
+			idx = 1
+		default:
+			continue
+		}
+		_, rest, ok := strings.Cut(line, label)
+		if !ok {
+			continue
+		}
+		method, _, _ := strings.Cut(rest, `"`)
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			continue
+		}
+		e := out[method]
+		e[idx] += v
+		out[method] = e
+	}
+	return out
 }
