@@ -325,7 +325,8 @@ our_ids() {
 # remove_new_cgroups: rmdir the empty cgroups that this run's runtime made and
 # left: new since the run started (cgroups.before), and named by one of our
 # IDs, or critest's /test.slice (its cgroup parent when the runtime does not
-# answer RuntimeConfig) or cri-shim's default parent /cri-shim, while no
+# answer RuntimeConfig), cri-shim's default parent /cri-shim or containerd's
+# /k8s.io, while no
 # other critest.sh run is going on. Other
 # cgroups, even new ones, belong to someone else on this machine. Deepest
 # first; never kills (runc delete --force already removed our containers').
@@ -342,6 +343,8 @@ remove_new_cgroups() {
 			:
 		elif [[ $RUNTIME == cri-shim && ${d##*/} == cri-shim && -z $others ]] && grep -qx -- "${d%/*}" <<<"$roots"; then
 			: # cri-shim's default pod cgroup parent, made by this run
+		elif [[ $RUNTIME == containerd* && ${d##*/} == k8s.io && -z $others ]] && grep -qx -- "${d%/*}" <<<"$roots"; then
+			: # containerd's cgroup namespace for pods without a parent, made by this run
 		else
 			continue
 		fi
