@@ -31,11 +31,18 @@ func TestStatsSampled(t *testing.T) {
 		}
 		return cs.GetStats()[0].GetCpu().GetTimestamp(), ps.GetStats()[0].GetLinux().GetCpu().GetTimestamp()
 	}
-	c1, p1 := listed()
-	time.Sleep(50 * time.Millisecond)
-	c2, p2 := listed()
+	// A round may fall between two calls (every 10 s): of three tries, one
+	// pair must see the same sample.
+	var c1, p1, c2, p2 int64
+	for try := 0; try < 3; try++ {
+		c1, p1 = listed()
+		time.Sleep(50 * time.Millisecond)
+		if c2, p2 = listed(); c1 == c2 && p1 == p2 {
+			break
+		}
+	}
 	if c1 != c2 || p1 != p2 {
-		t.Errorf("two list calls 50 ms apart read afresh (container %d -> %d, pod %d -> %d), want the same sample", c1, c2, p1, p2)
+		t.Errorf("two list calls 50 ms apart read afresh 3 times (container %d -> %d, pod %d -> %d), want the same sample", c1, c2, p1, p2)
 	}
 	one, err := r.rt.ContainerStats(ctx, &runtimeapi.ContainerStatsRequest{ContainerId: id})
 	if err != nil || one.GetStats().GetCpu().GetTimestamp() <= c2 {
