@@ -27,14 +27,9 @@ import (
 // New creates a network namespace pinned at path (its directory must exist
 // or is created) and brings its loopback up. On error nothing is left.
 func New(path string) (err error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("create netns pin directory: %w", err)
+	if err := createPin(path); err != nil {
+		return err
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
-	if err != nil {
-		return fmt.Errorf("create netns pin %s: %w", path, err)
-	}
-	f.Close()
 	defer func() {
 		if err != nil {
 			os.Remove(path)
@@ -135,10 +130,9 @@ func Do(path string, fn func() error) error {
 // (CRI-O's pinns -U and containerd 2.x do the same.)
 //
 // The kernel makes a user namespace only for a new process, and Go cannot
-// fork without exec: holder (the command line of a program that just
-// waits, like the pause program) is started in both new namespaces, pinned through /proc and
-// killed. setgroups stays allowed in the user namespace: containers set
-// their supplementary groups. On error nothing is left.
+// fork without exec: holder (StartInUserNS) is started in both new
+// namespaces, they are pinned through /proc and it is killed. On error
+// nothing is left.
 func NewInUserNS(path, userPath string, holder []string, uids, gids []syscall.SysProcIDMap) (err error) {
 	var pins []string
 	defer func() {
@@ -149,32 +143,16 @@ func NewInUserNS(path, userPath string, holder []string, uids, gids []syscall.Sy
 		}
 	}()
 	for _, p := range []string{userPath, path} {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return fmt.Errorf("create namespace pin directory: %w", err)
+		if err := createPin(p); err != nil {
+			return err
 		}
-		f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
-		if err != nil {
-			return fmt.Errorf("create namespace pin %s: %w", p, err)
-		}
-		f.Close()
 		pins = append(pins, p)
 	}
-	if len(holder) == 0 {
-		return errors.New("no program to hold the new namespaces")
+	cmd, err := StartInUserNS(holder, syscall.CLONE_NEWNET, uids, gids)
+	if err != nil {
+		return err
 	}
-	cmd := exec.Command(holder[0], holder[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
-		UidMappings: uids, GidMappings: gids, GidMappingsEnableSetgroups: true,
-		Pdeathsig: syscall.SIGKILL,
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start a process in a new user namespace (%s): %w", holder, err)
-	}
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
+	defer StopHolder(cmd)
 	for t, p := range map[string]string{"user": userPath, "net": path} {
 		src := fmt.Sprintf("/proc/%d/ns/%s", cmd.Process.Pid, t)
 		if err := unix.Mount(src, p, "none", unix.MS_BIND, ""); err != nil {
@@ -182,4 +160,44 @@ func NewInUserNS(path, userPath string, holder []string, uids, gids []syscall.Sy
 		}
 	}
 	return Do(path, loopbackUp)
+}
+
+// createPin creates the empty file a namespace is bind-mounted on (and its
+// directory); an existing one is an error, so a pin is never shared.
+func createPin(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("create namespace pin directory: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return fmt.Errorf("create namespace pin %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// StartInUserNS starts holder (a command line that just waits) in a new user
+// namespace with the given mappings, and in the new namespaces of flags
+// (CLONE_NEW*), so that its /proc/PID/ns files can be opened or pinned.
+// setgroups stays allowed (containers set supplementary groups). The
+// caller ends it with StopHolder.
+func StartInUserNS(holder []string, flags uintptr, uids, gids []syscall.SysProcIDMap) (*exec.Cmd, error) {
+	if len(holder) == 0 {
+		return nil, errors.New("no program to hold the new namespaces")
+	}
+	cmd := exec.Command(holder[0], holder[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | flags,
+		UidMappings: uids, GidMappings: gids, GidMappingsEnableSetgroups: true,
+		Pdeathsig: syscall.SIGKILL,
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start a process in a new user namespace (%s): %w", holder, err)
+	}
+	return cmd, nil
+}
+
+// StopHolder kills and reaps a process StartInUserNS started.
+func StopHolder(cmd *exec.Cmd) {
+	cmd.Process.Kill()
+	cmd.Wait()
 }

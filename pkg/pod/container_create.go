@@ -34,6 +34,10 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 	if err != nil {
 		return "", err
 	}
+	uns := sandboxUserNS(sb)
+	if err := checkContainerUserNS(uns, cfg); err != nil {
+		return "", err
+	}
 
 	id := newID()
 	name := containerName(sandboxID, cfg.GetMetadata())
@@ -68,7 +72,7 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 		return "", err
 	}
 
-	rootfs, err := m.prepareRootfs(ctx, sb, img.ID, id)
+	rootfs, err := m.prepareRootfs(ctx, sb, uns, img.ID, id)
 	if err != nil {
 		return "", fmt.Errorf("prepare the rootfs of %s: %w", id, err)
 	}
@@ -83,7 +87,7 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 	}
 	bundle := m.bundleDir(id)
 	u.add("remove bundle", func(context.Context) error { return os.RemoveAll(bundle) }) // also a half-written one
-	ident, groups, err := m.writeContainerBundle(ctx, specInput{id: id, sb: sb, cfg: cfg, img: img, rootfs: rootfs,
+	ident, groups, err := m.writeContainerBundle(ctx, specInput{id: id, sb: sb, userns: uns, cfg: cfg, img: img, rootfs: rootfs,
 		podFiles: m.podFilesDir(sandboxID), users: readUserDB(rootfs), targetPid: targetPid, imageVolumes: volumes,
 		criuConfig: m.criuConfigPath(id)})
 	if err != nil {
@@ -190,9 +194,6 @@ func (m *Manager) containerPrerequisites(sandboxID string, cfg *runtimeapi.Conta
 	sc := cfg.GetLinux().GetSecurityContext()
 	if sc.GetPrivileged() && !sb.Config.GetLinux().GetSecurityContext().GetPrivileged() {
 		return nil, nil, 0, invalid("privileged container %q in a sandbox that is not privileged", cfg.GetMetadata().GetName())
-	}
-	if err := checkContainerUserNS(sandboxUserNS(sb), cfg); err != nil {
-		return nil, nil, 0, err
 	}
 	img, err := m.cfg.Images.Get(cfg.GetImage().GetImage())
 	if err != nil {

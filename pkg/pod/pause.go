@@ -20,7 +20,7 @@ import (
 // pauseRootfs returns the pause container's rootfs, command and user: the
 // built-in pause, or the configured pause image (pulled on first use,
 // mounted per sandbox like any container's rootfs).
-func (m *Manager) pauseRootfs(ctx context.Context, sb *Sandbox) (rootfs string, args []string, uid, gid uint32, err error) {
+func (m *Manager) pauseRootfs(ctx context.Context, sb *Sandbox, uns *userNS) (rootfs string, args []string, uid, gid uint32, err error) {
 	if m.cfg.PauseImage == "" {
 		return m.pauseRoot, pause.Args, pause.UID, pause.UID, nil
 	}
@@ -35,7 +35,7 @@ func (m *Manager) pauseRootfs(ctx context.Context, sb *Sandbox) (rootfs string, 
 	if len(args) == 0 {
 		args = pause.Args
 	}
-	rootfs, err = m.prepareRootfs(ctx, sb, img.ID, sb.ID)
+	rootfs, err = m.prepareRootfs(ctx, sb, uns, img.ID, sb.ID)
 	if err != nil {
 		return "", nil, 0, 0, err
 	}
@@ -51,11 +51,12 @@ func (m *Manager) pauseRootfs(ctx context.Context, sb *Sandbox) (rootfs string, 
 func (m *Manager) pauseSpec(ctx context.Context, sb *Sandbox) (*specs.Spec, error) {
 	cfg := sb.Config
 	ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
-	rootfs, args, uid, gid, err := m.pauseRootfs(ctx, sb)
+	uns := sandboxUserNS(sb)
+	rootfs, args, uid, gid, err := m.pauseRootfs(ctx, sb, uns)
 	if err != nil {
 		return nil, err
 	}
-	if uns := sandboxUserNS(sb); uns != nil && !uns.maps(uid) {
+	if uns != nil && !uns.maps(uid) {
 		// A short mapping without the pause's user: its root is as
 		// unprivileged on the host.
 		uid, gid = 0, 0

@@ -22,8 +22,10 @@ import (
 // the system (the image's users, the pause pid, devices) happens before,
 // so building the spec is pure and table-testable.
 type specInput struct {
-	id       string
-	sb       *Sandbox
+	id string
+	sb *Sandbox
+	// userns is the pod's user namespace (sandboxUserNS; nil: the host's).
+	userns   *userNS
 	cfg      *runtimeapi.ContainerConfig
 	img      *image.Image
 	rootfs   string
@@ -200,7 +202,7 @@ func homeOf(db userDB, id identity) string {
 func containerMounts(in specInput) ([]specs.Mount, error) {
 	var out []specs.Mount
 	have := map[string]bool{}
-	uns := sandboxUserNS(in.sb)
+	uns := in.userns
 	for _, m := range in.cfg.GetMounts() {
 		dst := m.GetContainerPath()
 		if !filepath.IsAbs(dst) {

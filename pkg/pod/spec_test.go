@@ -40,6 +40,7 @@ func userns(in *specInput, host uint32) {
 	in.sb.UserNS = "/run/cri-shim/userns/sb1"
 	in.sb.Config.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
 		NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m, Gids: m}}}}
+	in.userns = sandboxUserNS(in.sb)
 }
 
 func mount(s *specs.Spec, dst string) *specs.Mount {

@@ -27,48 +27,37 @@ const DefaultStatsPeriod = 10 * time.Second
 // statsCache holds the newest sample of each running container and ready
 // pod (pod entries without their containers: those come from ctrs).
 type statsCache struct {
-	mu   sync.RWMutex
-	ctrs map[string]*ContainerStats
-	pods map[string]*PodStats
+	ctrs samples[ContainerStats]
+	pods samples[PodStats]
 }
 
-func (c *statsCache) container(id string) (*ContainerStats, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	st, ok := c.ctrs[id]
-	return st, ok
+// samples is one kind of sample by object ID.
+type samples[T any] struct {
+	mu sync.RWMutex
+	m  map[string]*T
 }
 
-func (c *statsCache) pod(id string) (*PodStats, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	st, ok := c.pods[id]
-	return st, ok
+func (s *samples[T]) get(id string) (*T, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	v, ok := s.m[id]
+	return v, ok
 }
 
-func (c *statsCache) putContainer(id string, st *ContainerStats) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ctrs == nil {
-		c.ctrs = map[string]*ContainerStats{}
+func (s *samples[T]) put(id string, v *T) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]*T{}
 	}
-	c.ctrs[id] = st
-}
-
-func (c *statsCache) putPod(id string, st *PodStats) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.pods == nil {
-		c.pods = map[string]*PodStats{}
-	}
-	c.pods[id] = st
+	s.m[id] = v
 }
 
 // replace swaps in a full round: objects gone since the last one drop out.
-func (c *statsCache) replace(ctrs map[string]*ContainerStats, pods map[string]*PodStats) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.ctrs, c.pods = ctrs, pods
+func (s *samples[T]) replace(m map[string]*T) {
+	s.mu.Lock()
+	s.m = m
+	s.mu.Unlock()
 }
 
 // SampledContainerStats is the newest sample of a container's stats (see
@@ -77,12 +66,12 @@ func (m *Manager) SampledContainerStats(id string) (*ContainerStats, error) {
 	if m.cfg.StatsPeriod <= 0 {
 		return m.ContainerStats(id)
 	}
-	if st, ok := m.stats.container(id); ok {
+	if st, ok := m.stats.ctrs.get(id); ok {
 		return st, nil
 	}
 	st, err := m.ContainerStats(id)
 	if err == nil {
-		m.stats.putContainer(id, st)
+		m.stats.ctrs.put(id, st)
 	}
 	return st, err
 }
@@ -91,20 +80,12 @@ func (m *Manager) SampledContainerStats(id string) (*ContainerStats, error) {
 // this file) with its running containers' (the caller groups them once for
 // all pods); read now when sampling is off.
 func (m *Manager) SampledPodStatsOf(sb *Sandbox, running []*Container) *PodStats {
-	if m.cfg.StatsPeriod <= 0 {
-		out := m.podLevelStats(sb)
-		for _, c := range running {
-			if cs, err := m.ContainerStats(c.ID); err == nil {
-				out.Containers[c.ID] = cs
-			}
-		}
-		return out
-	}
-	level, ok := m.stats.pod(sb.ID)
+	// With sampling off nothing is ever kept, so every call reads.
+	level, ok := m.stats.pods.get(sb.ID)
 	if !ok {
 		level = m.podLevelStats(sb)
-		if sb.State == SandboxReady {
-			m.stats.putPod(sb.ID, level)
+		if sb.State == SandboxReady && m.cfg.StatsPeriod > 0 {
+			m.stats.pods.put(sb.ID, level)
 		}
 	}
 	// A copy: the cached sample is shared by concurrent callers.
@@ -158,6 +139,7 @@ func (m *Manager) sampleStatsRound() int {
 			pods[sb.ID] = m.podLevelStats(sb)
 		}
 	}
-	m.stats.replace(ctrs, pods)
+	m.stats.ctrs.replace(ctrs)
+	m.stats.pods.replace(pods)
 	return len(ctrs) + len(pods)
 }

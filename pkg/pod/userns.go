@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"syscall"
@@ -95,16 +94,14 @@ func podUserNS(cfg *runtimeapi.PodSandboxConfig) (*userNS, error) {
 		in   []*runtimeapi.IDMapping
 		out  *[]specs.LinuxIDMapping
 	}{{"UID", opts.GetUids(), &u.uids}, {"GID", opts.GetGids(), &u.gids}} {
-		m := set.in[0]
-		switch {
-		case m.GetContainerId() != 0:
-			return nil, invalid("the %s mapping must map container ID 0 (root), it starts at %d", set.kind, m.GetContainerId())
-		case m.GetLength() == 0:
-			return nil, invalid("the %s mapping has length 0", set.kind)
-		case uint64(m.GetHostId())+uint64(m.GetLength()) > 1<<32-1:
-			return nil, invalid("the %s mapping %d+%d runs past the last host ID", set.kind, m.GetHostId(), m.GetLength())
+		if id := set.in[0].GetContainerId(); id != 0 {
+			return nil, invalid("the %s mapping must map container ID 0 (root), it starts at %d", set.kind, id)
 		}
-		*set.out = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.GetHostId(), Size: m.GetLength()}}
+		sm, err := specIDMapping(set.in[0])
+		if err != nil {
+			return nil, invalid("the %s mapping: %v", set.kind, err)
+		}
+		*set.out = []specs.LinuxIDMapping{sm}
 	}
 	for name, mode := range map[string]runtimeapi.NamespaceMode{"network": ns.GetNetwork(), "PID": ns.GetPid(), "IPC": ns.GetIpc()} {
 		if mode == runtimeapi.NamespaceMode_NODE {
@@ -168,13 +165,12 @@ func (m *Manager) probeUserNS(ctx context.Context) error {
 	if dir == "" {
 		dir = m.cfg.Root
 	}
-	cmd := exec.Command(m.cfg.PauseBinary)
 	id := []syscall.SysProcIDMap{{ContainerID: 0, HostID: 1 << 30, Size: 65536}}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, UidMappings: id, GidMappings: id, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start a process in a user namespace: %w", err)
+	cmd, err := netns.StartInUserNS([]string{m.cfg.PauseBinary}, 0, id, id)
+	if err != nil {
+		return err
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	defer netns.StopHolder(cmd)
 	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", cmd.Process.Pid))
 	if err != nil {
 		return err
@@ -224,9 +220,8 @@ func (m *Manager) makePodNamespaces(sb *Sandbox, uns *userNS, u *undo) error {
 }
 
 // prepareRootfs prepares the rootfs key of a container of sb: idmapped
-// through the pod's user namespace when it has one.
-func (m *Manager) prepareRootfs(ctx context.Context, sb *Sandbox, imageID, key string) (string, error) {
-	uns := sandboxUserNS(sb)
+// through the pod's user namespace uns when it has one.
+func (m *Manager) prepareRootfs(ctx context.Context, sb *Sandbox, uns *userNS, imageID, key string) (string, error) {
 	if uns == nil {
 		return m.cfg.Images.PrepareRootfs(ctx, imageID, key)
 	}
@@ -250,11 +245,10 @@ func mountIDMappings(mnt *specs.Mount, m *runtimeapi.Mount, pod *userNS) error {
 	conv := func(in []*runtimeapi.IDMapping) ([]specs.LinuxIDMapping, error) {
 		out := make([]specs.LinuxIDMapping, len(in))
 		for i, x := range in {
-			if x.GetLength() == 0 || uint64(x.GetHostId())+uint64(x.GetLength()) > 1<<32-1 ||
-				uint64(x.GetContainerId())+uint64(x.GetLength()) > 1<<32-1 {
-				return nil, invalid("mount %s: ID mapping %d:%d:%d is empty or runs past the last ID", m.GetContainerPath(), x.GetContainerId(), x.GetHostId(), x.GetLength())
+			var err error
+			if out[i], err = specIDMapping(x); err != nil {
+				return nil, invalid("mount %s: %v", m.GetContainerPath(), err)
 			}
-			out[i] = specs.LinuxIDMapping{ContainerID: x.GetContainerId(), HostID: x.GetHostId(), Size: x.GetLength()}
 		}
 		return out, nil
 	}
@@ -264,4 +258,17 @@ func mountIDMappings(mnt *specs.Mount, m *runtimeapi.Mount, pod *userNS) error {
 	}
 	mnt.GIDMappings, err = conv(gids)
 	return err
+}
+
+// specIDMapping converts a CRI ID mapping, refusing an empty one and one
+// that runs past the last ID (4294967294: -1 is no ID) on either side.
+func specIDMapping(x *runtimeapi.IDMapping) (specs.LinuxIDMapping, error) {
+	c, h, l := x.GetContainerId(), x.GetHostId(), x.GetLength()
+	switch {
+	case l == 0:
+		return specs.LinuxIDMapping{}, fmt.Errorf("ID mapping %d:%d has length 0", c, h)
+	case uint64(h)+uint64(l) > 1<<32-1, uint64(c)+uint64(l) > 1<<32-1:
+		return specs.LinuxIDMapping{}, fmt.Errorf("ID mapping %d:%d:%d runs past the last ID", c, h, l)
+	}
+	return specs.LinuxIDMapping{ContainerID: c, HostID: h, Size: l}, nil
 }
