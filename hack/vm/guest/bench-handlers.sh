@@ -26,14 +26,10 @@ TOOLS=${VM_TOOLS:-/tools}
 log() { printf '[bench-handlers.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-if [[ ${1:-} == --install-runc ]]; then
-	install -m 0755 "$TOOLS/runc/runc" /usr/local/sbin/runc
-	log "installed $(/usr/local/sbin/runc --version | head -1) as /usr/local/sbin/runc"
-fi
-
 # shellcheck source=hack/vm/guest/lib-node.sh
 source "$SRC/hack/vm/guest/lib-node.sh"
 trap stop_registry EXIT
+if [[ ${1:-} == --install-runc ]]; then install_tools_runc; fi
 node_setup
 command -v crun >/dev/null || die "no crun in the VM image"
 log "runc: $(runc --version | head -1); crun: $(crun --version | head -1)"

@@ -64,11 +64,7 @@ abs_file() { # a ratchet file, relative to the checkout
 # shellcheck source=hack/vm/guest/lib-node.sh
 source "$SRC/hack/vm/guest/lib-node.sh"
 trap stop_registry EXIT
-if [[ -n $INSTALL_RUNC ]]; then
-	[[ -x $TOOLS/runc/runc ]] || die "--install-runc: no $TOOLS/runc/runc"
-	install -m 0755 "$TOOLS/runc/runc" /usr/local/sbin/runc
-	log "installed $(/usr/local/sbin/runc --version | head -1) as /usr/local/sbin/runc (node_setup restarts cri-shim)"
-fi
+if [[ -n $INSTALL_RUNC ]]; then install_tools_runc; fi
 node_setup
 
 args=(

@@ -16,6 +16,16 @@ config_value() {
 	echo "${v:-$2}"
 }
 
+# install_tools_runc: /tools/runc/runc (hack/install-runc.sh's runc 1.5.3)
+# as /usr/local/sbin/runc, as deploy/README.md tells a user who wants user
+# namespaces (Debian 13's runc 1.1.15 cannot idmap mounts). Before
+# node_setup, which restarts cri-shim.
+install_tools_runc() {
+	[[ -x $TOOLS/runc/runc ]] || die "--install-runc: no $TOOLS/runc/runc"
+	install -m 0755 "$TOOLS/runc/runc" /usr/local/sbin/runc
+	log "installed $(/usr/local/sbin/runc --version | head -1) as /usr/local/sbin/runc"
+}
+
 REGISTRY_PID=""
 stop_registry() {
 	[[ -n $REGISTRY_PID ]] && kill "$REGISTRY_PID" 2>/dev/null && wait "$REGISTRY_PID" 2>/dev/null
