@@ -23,8 +23,9 @@
 #    -cpu max -smp 2 -m 4G; VM_CPUS, VM_MEMORY), no network device at all
 #    (-nic none, -nodefaults).
 #  - Shares (9p) in the guest: /src = this checkout, read-only; /tools =
-#    critest, crictl, ginkgo, testimages, critest-report, checkpointctl (and kubelet, kubectl
-#    when hack/kube/build.sh has them cached) in /tools/bin, runc 1.5.3
+#    critest, crictl, ginkgo, testimages, critest-report, checkpointctl (and kubelet, kubectl,
+#    kube-apiserver when hack/kube/build.sh has them cached, with the host's
+#    etcd and a service-account key in /tools/pki) in /tools/bin, runc 1.5.3
 #    (hack/install-runc.sh) in /tools/runc, the
 #    testimages cache in /tools/testimages-cache and /tools/testimages-go (a
 #    stand-in for `go env GOVERSION`, the guest has no Go), read-only; /out =
@@ -155,10 +156,20 @@ prepare_tools() {
 	# only where a script installs it (guest/critest.sh --install-runc).
 	RUNC_DEST="$dir/runc/runc" "$REPO/hack/install-runc.sh"
 	local kube=${KUBE_CACHE_DIR:-/var/cache/cri-shim-dev/kube-${KUBE_VERSION:-v1.37.2}} b
-	for b in kubelet kubectl; do
+	for b in kubelet kubectl kube-apiserver; do
 		[[ -x $kube/$b ]] || continue
 		cp -l "$kube/$b" "$dir/bin/$b" 2>/dev/null || cp "$kube/$b" "$dir/bin/$b"
 	done
+	# guest/cluster.sh's control plane: the host's etcd (Debian's
+	# etcd-server, which hack/kubelet-e2e.sh installs; a bookworm binary
+	# runs on trixie) and a service-account signing key, made here since
+	# the guest has no openssl. Only beside a cached kube-apiserver.
+	if [[ -x $dir/bin/kube-apiserver ]] && command -v etcd >/dev/null && command -v openssl >/dev/null; then
+		cp "$(command -v etcd)" "$dir/bin/etcd"
+		mkdir -p "$dir/pki"
+		openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$dir/pki/sa.key" 2>/dev/null
+		chmod 0644 "$dir/pki/sa.key" # a throwaway key for one VM run; the share is read-only
+	fi
 }
 
 main() {
