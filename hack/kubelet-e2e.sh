@@ -7,13 +7,14 @@
 #    etcd-server), with no daemon started;
 # 2. builds Kubernetes (kubelet, kube-apiserver, kube-controller-manager,
 #    kube-scheduler, kube-proxy, kubectl; hack/kube/build.sh, cached in
-#    /var/cache/cri-shim-dev/kube-<version>: ~15 min the first time) and this
-#    tree's binaries (hack/build.sh, hack/testimages);
+#    /var/cache/cri-shim-dev/kube-<version>: ~15 min the first time),
+#    containerd 2.x (hack/lib/containerd2.sh, cached) and this tree's
+#    binaries (hack/build.sh, hack/testimages);
 # 3. runs the Go tests in test/kubelet with KUBELET_E2E=1: a standalone
 #    kubelet with static pods; a 2-node cluster (etcd, apiserver,
 #    controller-manager, scheduler, kubelet + cri-shim + cni-bridge +
 #    cni-bridge-agent + kube-proxy per node); pod startup latency of cri-shim
-#    against Debian's containerd 1.6;
+#    against Debian's containerd 1.6 and containerd 2.x, all on cni-bridge;
 # 4. prints a summary with the measured figures.
 #
 # Every node is a network namespace (eth0 on a bridge in a "hub" namespace
@@ -154,6 +155,11 @@ T_DEPS=$((SECONDS - t))
 
 t=$SECONDS
 KUBE_BIN_DIR=$("$REPO/hack/kube/build.sh")
+# containerd 2.x, the second reference of the startup test (cached; several
+# minutes the first time).
+# shellcheck source=hack/lib/containerd2.sh
+source "$REPO/hack/lib/containerd2.sh"
+build_containerd2
 T_KUBE=$((SECONDS - t))
 t=$SECONDS
 WORK=$(mktemp -d /tmp/kubelet-e2e-work.XXXXXX)
@@ -186,7 +192,8 @@ done
 (
 	cd "$REPO/test/kubelet"
 	exec env KUBELET_E2E=1 KUBELET_E2E_RUN_ID="$RUN_ID" KUBE_BIN_DIR="$KUBE_BIN_DIR" CRI_SHIM_BIN_DIR="$WORK/bin" \
-		ETCD="$(command -v etcd)" CONTAINERD="$(command -v containerd)" CNI_PLUGINS_DIR=/usr/lib/cni \
+		ETCD="$(command -v etcd)" CONTAINERD="$(command -v containerd)" CONTAINERD2_DIR="$CONTAINERD2_DIR" \
+		CNI_PLUGINS_DIR=/usr/lib/cni \
 		TESTIMAGES_CACHE="$TESTIMAGES_CACHE" KUBELET_E2E_ARTIFACTS="$ARTIFACTS" KUBELET_E2E_RESULTS="$RESULTS" \
 		"$WORK/kubelet.test" "${args[@]}"
 ) > >(tee "$ARTIFACTS/test.log") 2>&1 &

@@ -18,10 +18,13 @@ var config struct {
 	shimBin    string // CRI_SHIM_BIN_DIR: cri-shim (+ monitor, pause), cni-bridge, cni-bridge-agent, testimages
 	etcd       string // ETCD: etcd binary (default from PATH)
 	containerd string // CONTAINERD: containerd binary for the reference runtime (default from PATH)
-	cniPlugins string // CNI_PLUGINS_DIR: the standard plugins for containerd (default /usr/lib/cni)
-	imageCache string // TESTIMAGES_CACHE: testimages' build cache
-	artifacts  string // KUBELET_E2E_ARTIFACTS: copy every log here
-	results    string // KUBELET_E2E_RESULTS: append measured figures here
+	// CONTAINERD2_DIR: containerd 2.x and its containerd-shim-runc-v2
+	// (hack/lib/containerd2.sh); empty when absent.
+	containerd2 string
+	cniPlugins  string // CNI_PLUGINS_DIR: the standard plugins for containerd (default /usr/lib/cni)
+	imageCache  string // TESTIMAGES_CACHE: testimages' build cache
+	artifacts   string // KUBELET_E2E_ARTIFACTS: copy every log here
+	results     string // KUBELET_E2E_RESULTS: append measured figures here
 }
 
 func TestMain(m *testing.M) {
@@ -47,6 +50,9 @@ func loadConfig() {
 	c.kubeBin, c.shimBin = os.Getenv("KUBE_BIN_DIR"), os.Getenv("CRI_SHIM_BIN_DIR")
 	c.etcd, c.containerd = lookPath(os.Getenv("ETCD"), "etcd"), lookPath(os.Getenv("CONTAINERD"), "containerd")
 	c.cniPlugins = envOr("CNI_PLUGINS_DIR", "/usr/lib/cni")
+	if d := os.Getenv("CONTAINERD2_DIR"); executable(filepath.Join(d, "containerd")) && executable(filepath.Join(d, "containerd-shim-runc-v2")) {
+		c.containerd2 = d
+	}
 	c.imageCache = os.Getenv("TESTIMAGES_CACHE")
 	c.artifacts, c.results = os.Getenv("KUBELET_E2E_ARTIFACTS"), os.Getenv("KUBELET_E2E_RESULTS")
 	var missing []string

@@ -37,9 +37,17 @@ const altHandler = "alt"
 
 type nodeOptions struct {
 	name, ip string
-	// runtime is "cri-shim" (default) or "containerd" (the reference: Debian's
-	// containerd 1.6 with the standard bridge + host-local plugins).
+	// runtime is "cri-shim" (default), "containerd" (the reference:
+	// Debian's containerd 1.6) or "containerd2" (containerd 2.x,
+	// config.containerd2).
 	runtime string
+	// sameCNI gives a containerd node cni-bridge with the node's pod CIDR
+	// (standalone only), the plugin cri-shim nodes have, instead of the
+	// standard bridge + host-local + portmap: runtime against runtime.
+	sameCNI bool
+	// pauseImage is cri-shim's --pause-image (empty: its built-in pause);
+	// containerd runs registry.k8s.io/pause:3.10.
+	pauseImage string
 	// standalonePodCIDR set: kubelet without an API server (static pods),
 	// the agent in --pod-cidr mode. Empty: a cluster node (needs e.cp).
 	standalonePodCIDR string
@@ -113,7 +121,7 @@ func (e *env) addNode(o nodeOptions) *node {
 	case "cri-shim":
 		n.startCRIShim()
 		n.startAgent()
-	case "containerd":
+	case "containerd", "containerd2":
 		n.startContainerd()
 	default:
 		e.t.Fatalf("unknown runtime %q", o.runtime)
@@ -253,46 +261,78 @@ func (n *node) startCRIShim() {
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf("[runtimes.%s]\nbinary = \"runc\"\n", altHandler)), 0o644); err != nil {
 		n.e.t.Fatal(err)
 	}
-	n.runtime = n.e.start(n.name+"-cri-shim", n.exec(append(shim, "--config", conf, "--metrics-address", runtimeMetricsAddr,
+	args := append(shim, "--config", conf, "--metrics-address", runtimeMetricsAddr,
 		"--listen", n.sock, "--root", filepath.Join(n.dir, "cri-shim", "root"), "--state", filepath.Join(n.dir, "cri-shim", "state"),
 		"--cni-conf-dir", filepath.Join(n.dir, "net.d"), "--cni-bin-dir", config.shimBin,
-		"--registry-config-dir", filepath.Join(n.dir, "certs.d"), "-v=2")...), nil)
+		"--registry-config-dir", filepath.Join(n.dir, "certs.d"), "-v=2")
+	if n.opts.pauseImage != "" {
+		args = append(args, "--pause-image", n.opts.pauseImage)
+	}
+	n.runtime = n.e.start(n.name+"-cri-shim", n.exec(args...), nil)
 	n.connectCRI()
 }
 
+// startContainerd starts Debian's containerd 1.6 or containerd 2.x
+// (opts.runtime) with the critest harness's configuration of it.
 func (n *node) startContainerd() {
-	if config.containerd == "" {
+	bin, tmplPath, cniBin, env := config.containerd, "../../hack/critest/containerd.toml", config.cniPlugins, []string(nil)
+	if n.opts.runtime == "containerd2" {
+		if config.containerd2 == "" {
+			n.e.t.Skip("no containerd 2.x (set CONTAINERD2_DIR; hack/kubelet-e2e.sh builds it)")
+		}
+		// containerd finds its shim on PATH: its own before Debian's 1.6 one.
+		bin, tmplPath = filepath.Join(config.containerd2, "containerd"), "../../hack/critest/containerd2.toml"
+		env = []string{"PATH=" + config.containerd2 + ":" + os.Getenv("PATH")}
+	}
+	if bin == "" {
 		n.e.t.Skip("no containerd binary (apt-get install containerd, or set CONTAINERD)")
 	}
 	ctr := filepath.Join(n.dir, "ctr")
-	for _, d := range []string{"containerd", "cni/net.d", "runc"} {
+	for _, d := range []string{"containerd", "cni/net.d", "runc", "cni-bin"} {
 		os.MkdirAll(filepath.Join(ctr, d), 0o755)
 	}
-	// The critest harness's configuration of Debian's containerd 1.6.
-	tmpl, err := os.ReadFile("../../hack/critest/containerd.toml")
+	cniFile, cniConf := "../../hack/critest/containerd-cni.conflist", []string{"10.88.0.0/16", n.opts.standalonePodCIDR}
+	if n.opts.sameCNI {
+		// cni-bridge, as critest.sh --cni cni-bridge gives containerd: its
+		// plugin directory holds cni-bridge and the loopback containerd runs.
+		cniBin = filepath.Join(ctr, "cni-bin")
+		for src, name := range map[string]string{filepath.Join(config.shimBin, "cni-bridge"): "cni-bridge",
+			filepath.Join(config.cniPlugins, "loopback"): "loopback"} {
+			if err := os.Symlink(src, filepath.Join(cniBin, name)); err != nil {
+				n.e.t.Fatal(err)
+			}
+		}
+		cniFile = "../../hack/critest/cri-shim-cni.conflist"
+		if n.opts.runtime == "containerd" {
+			// containerd 1.6's libcni cannot parse results newer than 1.0.0.
+			cniConf = append(cniConf, `"cniVersion": "1.1.0"`, `"cniVersion": "1.0.0"`)
+		}
+	}
+	tmpl, err := os.ReadFile(tmplPath)
 	if err != nil {
 		n.e.t.Fatal(err)
 	}
 	conf := strings.NewReplacer("@TMP@", ctr, "@SANDBOX_IMAGE@", "registry.k8s.io/pause:3.10",
-		"@CNI_BIN_DIR@", config.cniPlugins).Replace(string(tmpl))
+		"@CNI_BIN_DIR@", cniBin).Replace(string(tmpl))
 	// Its registry mirrors: our hosts.toml directory.
-	conf = strings.Replace(conf, fmt.Sprintf("config_path = %q", ctr+"/certs.d"), fmt.Sprintf("config_path = %q", filepath.Join(n.dir, "certs.d")), 1)
+	conf = strings.ReplaceAll(conf, fmt.Sprintf("config_path = %q", ctr+"/certs.d"), fmt.Sprintf("config_path = %q", filepath.Join(n.dir, "certs.d")))
 	if strings.Contains(conf, "@") {
-		n.e.t.Fatalf("hack/critest/containerd.toml has a placeholder this test does not fill:\n%s", conf)
+		n.e.t.Fatalf("%s has a placeholder this test does not fill:\n%s", tmplPath, conf)
 	}
 	// Its CRI calls' latency (go-grpc-prometheus), as cri-shim's.
 	conf += fmt.Sprintf("\n[metrics]\n  address = %q\n  grpc_histogram = true\n", runtimeMetricsAddr)
 	os.WriteFile(filepath.Join(ctr, "containerd.toml"), []byte(conf), 0o644)
-	cni, err := os.ReadFile("../../hack/critest/containerd-cni.conflist")
+	cni, err := os.ReadFile(cniFile)
 	if err != nil {
 		n.e.t.Fatal(err)
 	}
-	cniConf := strings.NewReplacer("@TMP@", ctr, "10.88.0.0/16", n.opts.standalonePodCIDR).Replace(string(cni))
-	os.WriteFile(filepath.Join(ctr, "cni/net.d/10-pods.conflist"), []byte(cniConf), 0o644)
+	cniConf = append(cniConf, "@TMP@", ctr)
+	os.WriteFile(filepath.Join(ctr, "cni/net.d/10-pods.conflist"), []byte(strings.NewReplacer(cniConf...).Replace(string(cni))), 0o644)
+	os.MkdirAll(filepath.Join(ctr, "cni-bridge"), 0o755)
 	// containerd 1.6 refuses a hosts.toml without a [host]: the registry is the server too.
 	n.writeHostsToml(func(string) string { return "http://" + registryAddr })
 	n.sock = filepath.Join(ctr, "containerd.sock")
-	n.runtime = n.e.start(n.name+"-containerd", n.exec(config.containerd, "--config", filepath.Join(ctr, "containerd.toml"), "--log-level", "info"), nil)
+	n.runtime = n.e.start(n.name+"-"+n.opts.runtime, n.exec(bin, "--config", filepath.Join(ctr, "containerd.toml"), "--log-level", "info"), env)
 	n.connectCRI()
 }
 
