@@ -123,6 +123,9 @@ type blobWriter struct {
 	h    hash.Hash
 	size int64
 	done bool
+	// wrote, if set, is told the blob's size after every write, for a
+	// reader that follows the blob while it is written (blobFollower).
+	wrote func(size int64)
 }
 
 func (c *contentStore) writer() (*blobWriter, error) {
@@ -137,6 +140,9 @@ func (w *blobWriter) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.h.Write(p[:n])
 	w.size += int64(n)
+	if w.wrote != nil {
+		w.wrote(w.size)
+	}
 	return n, err
 }
 
@@ -184,22 +190,19 @@ func (w *blobWriter) Close() error {
 	return nil
 }
 
-// writeBlob stores r as the blob want, reading at most wantSize+1 bytes so
-// that an overlong body is detected without being stored.
-func (c *contentStore) writeBlob(want string, wantSize int64, r io.Reader) error {
-	if err := validDigest(want); err != nil {
-		return err
-	}
-	w, err := c.writer()
-	if err != nil {
-		return err
-	}
-	defer w.Close()
+// receiveBufferSize is the copy buffer of a blob download: large enough that
+// a fast body is written in few system calls.
+const receiveBufferSize = 256 << 10
+
+// receive writes r into the blob and checks it against want and wantSize,
+// reading at most wantSize+1 bytes so that an overlong body is detected
+// without being stored. It does not commit.
+func (w *blobWriter) receive(want string, wantSize int64, r io.Reader) error {
 	src := r
 	if wantSize >= 0 {
 		src = io.LimitReader(r, wantSize+1)
 	}
-	if _, err := io.Copy(w, src); err != nil {
+	if _, err := io.CopyBuffer(w, src, make([]byte, receiveBufferSize)); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return fmt.Errorf("blob %s truncated after %d bytes: %w: %w", want, w.size, err, errdefs.ErrDataLoss)
 		}
@@ -212,7 +215,21 @@ func (c *contentStore) writeBlob(want string, wantSize int64, r io.Reader) error
 		}
 		return fmt.Errorf("write blob %s: %w", want, err)
 	}
-	if err := w.verify(want, wantSize); err != nil {
+	return w.verify(want, wantSize)
+}
+
+// writeBlob stores r as the blob want, reading at most wantSize+1 bytes so
+// that an overlong body is detected without being stored.
+func (c *contentStore) writeBlob(want string, wantSize int64, r io.Reader) error {
+	if err := validDigest(want); err != nil {
+		return err
+	}
+	w, err := c.writer()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	if err := w.receive(want, wantSize, r); err != nil {
 		return err
 	}
 	_, err = w.commit()

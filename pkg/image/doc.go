@@ -37,7 +37,9 @@
 // wraps context.DeadlineExceeded. A failed pull or import leaves nothing
 // partial: blobs are verified before they get their name, layers are
 // unpacked aside and renamed into place, and what nothing references is
-// collected.
+// collected. A pull unpacks each layer while its blob downloads, and
+// commits neither before both the blob's digest and the layer's diff ID
+// have been checked (stream.go).
 //
 // # On disk
 //

@@ -107,7 +107,7 @@ type testRegistry struct {
 	blobGETs map[string]int // digest -> GET count
 }
 
-func startRegistry(t *testing.T, wrap func(http.Handler) http.Handler) *testRegistry {
+func startRegistry(t testing.TB, wrap func(http.Handler) http.Handler) *testRegistry {
 	t.Helper()
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	tr := &testRegistry{blobGETs: map[string]int{}}

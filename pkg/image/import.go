@@ -176,16 +176,20 @@ func (s *Store) readArchiveJSON(a *archive, name string, v any) error {
 	return nil
 }
 
-// fromArchive is the fetch function of imports: the blob must have come in
-// the archive.
-func (s *Store) fromArchive(l *lease) func(ctx context.Context, d string, size int64) error {
-	return func(_ context.Context, d string, _ int64) error {
-		l.add("blob:" + d)
-		if !s.content.has(d) {
-			return fmt.Errorf("image archive lacks blob %s: %w", d, errdefs.ErrInvalidArgument)
-		}
-		return nil
+// archiveSource is the blobSource of imports: the archive's files were
+// stored as they were read, so a blob the image needs is stored or missing
+// from the archive.
+type archiveSource struct {
+	s *Store
+	l *lease
+}
+
+func (a archiveSource) fetch(_ context.Context, d string, _ int64) error {
+	a.l.add("blob:" + d)
+	if !a.s.content.has(d) {
+		return fmt.Errorf("image archive lacks blob %s: %w", d, errdefs.ErrInvalidArgument)
 	}
+	return nil
 }
 
 func (s *Store) importOCI(ctx context.Context, l *lease, a *archive) ([]*Image, error) {
@@ -243,7 +247,7 @@ func (s *Store) importManifest(ctx context.Context, l *lease, desc v1.Descriptor
 	}
 	blobs := []string{d}
 	for depth := 0; ; depth++ {
-		if err := s.fromArchive(l)(ctx, d, desc.Size); err != nil {
+		if err := (archiveSource{s, l}).fetch(ctx, d, desc.Size); err != nil {
 			return nil, err
 		}
 		raw, err := s.content.readAll(d, maxManifestSize)
@@ -267,7 +271,7 @@ func (s *Store) importManifest(ctx context.Context, l *lease, desc v1.Descriptor
 			blobs = append(blobs, d)
 			continue
 		}
-		rec, err := s.fetchContent(ctx, l, m, s.fromArchive(l))
+		rec, err := s.fetchContent(ctx, l, m, archiveSource{s, l})
 		if err != nil {
 			return nil, err
 		}
@@ -321,7 +325,7 @@ func (s *Store) importDocker(ctx context.Context, l *lease, a *archive) ([]*Imag
 				names = append(names, r.Name()+":"+r.Tag)
 			}
 		}
-		rec, err := s.fetchContent(ctx, l, m, s.fromArchive(l))
+		rec, err := s.fetchContent(ctx, l, m, archiveSource{s, l})
 		if err != nil {
 			return nil, err
 		}

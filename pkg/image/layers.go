@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 )
@@ -107,64 +110,138 @@ func readLayerRecord(path string) (*layerRecord, error) {
 	return &rec, nil
 }
 
-// ensureLayer makes sure the layer diffID is unpacked, from the blob
-// blobDigest. The caller holds a lease on "layer:"+diffID and on the blob.
-// Concurrent calls for one diff ID unpack once.
-func (s *Store) ensureLayer(ctx context.Context, diffID, blobDigest string) (*layerRecord, error) {
+// layerJob is one layer of an image being fetched: its blob, the diff ID
+// the image config gives it, where the blob comes from, and the unpack
+// slots of the pull or import it belongs to.
+type layerJob struct {
+	blob        layerBlob
+	diffID      string
+	src         blobSource
+	unpackSlots *semaphore.Weighted
+}
+
+// layer returns the record of the unpacked layer diffID, or nil.
+func (s *Store) layer(diffID string) *layerRecord {
 	s.mu.RLock()
-	rec := s.layers[diffID]
-	s.mu.RUnlock()
-	if rec != nil {
+	defer s.mu.RUnlock()
+	return s.layers[diffID]
+}
+
+// ensureLayer makes sure the layer job.diffID is unpacked. The caller holds
+// a lease on "layer:"+diffID. Concurrent calls for one diff ID unpack once,
+// whichever blob and pull they come from.
+//
+// A layer whose blob is not stored yet is unpacked while it downloads, if
+// the source can stream (a registry); otherwise the blob is fetched into
+// the content store first and unpacked from there.
+func (s *Store) ensureLayer(ctx context.Context, job layerJob) (*layerRecord, error) {
+	if rec := s.layer(job.diffID); rec != nil {
 		return rec, nil
 	}
-	return s.unpacks.do(ctx, diffID, func(ctx context.Context) (*layerRecord, error) {
-		s.mu.RLock()
-		rec := s.layers[diffID]
-		s.mu.RUnlock()
-		if rec != nil {
+	return s.unpacks.do(ctx, job.diffID, func(ctx context.Context) (*layerRecord, error) {
+		if rec := s.layer(job.diffID); rec != nil {
 			return rec, nil
 		}
-		return s.unpack(ctx, diffID, blobDigest)
+		if st, ok := job.src.(layerStreamer); ok && !s.content.has(job.blob.Digest) {
+			return st.streamLayer(ctx, job)
+		}
+		if err := job.src.fetch(ctx, job.blob.Digest, job.blob.Size); err != nil {
+			return nil, err
+		}
+		return s.unpack(ctx, job)
 	})
 }
 
-func (s *Store) unpack(ctx context.Context, diffID, blobDigest string) (_ *layerRecord, retErr error) {
-	logger := klog.FromContext(ctx)
-	f, err := s.content.open(blobDigest)
+// unpack unpacks the stored blob of job as its layer.
+func (s *Store) unpack(ctx context.Context, job layerJob) (_ *layerRecord, retErr error) {
+	s.hook("unpack")
+	f, err := s.content.open(job.blob.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("open layer blob: %w", err)
 	}
 	defer f.Close()
-	tmp, err := os.MkdirTemp(s.layersDir(), ".tmp-")
+	tmp, err := s.newLayerDir()
 	if err != nil {
-		return nil, fmt.Errorf("create layer dir: %w", err)
-	}
-	defer func() {
-		if retErr != nil {
-			s.trashPath(ctx, tmp)
-			s.emptyTrash(ctx)
-		}
-	}()
-	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, err
 	}
-	// On failure (a bound exceeded included) the deferred cleanup above
-	// trashes and deletes the half-written dir: no partial layer is left.
-	got, err := unpackLayer(ctx, f, tmp, s.limits)
+	// On failure (a bound exceeded included) the half-written dir is
+	// trashed and deleted: no partial layer is left.
+	defer func() {
+		if retErr != nil {
+			s.discardLayerDir(ctx, tmp)
+		}
+	}()
+	got, err := s.unpackSlotted(ctx, job, f, tmp)
 	if err != nil {
-		return nil, fmt.Errorf("unpack layer %s: %w", diffID, err)
+		return nil, err
 	}
-	if got != diffID {
-		return nil, fmt.Errorf("layer blob %s unpacks to %s, config says %s: %w", blobDigest, got, diffID, errdefs.ErrDataLoss)
+	if got != job.diffID {
+		return nil, diffIDMismatch(job.blob.Digest, got, job.diffID)
 	}
+	return s.commitLayer(ctx, tmp, job.diffID, nil)
+}
+
+// unpackSlotted unpacks r into dir in one of the job's unpack slots, and
+// returns the diff ID of what it unpacked. The slot bounds the CPU-heavy
+// part only; the commit's sync waits for the disk.
+func (s *Store) unpackSlotted(ctx context.Context, job layerJob, r io.Reader, dir string) (string, error) {
+	if err := job.unpackSlots.Acquire(ctx, 1); err != nil {
+		return "", context.Cause(ctx)
+	}
+	defer job.unpackSlots.Release(1)
+	diffID, err := unpackLayer(ctx, r, dir, s.limits)
+	if err != nil {
+		return "", fmt.Errorf("unpack layer %s: %w", job.diffID, err)
+	}
+	return diffID, nil
+}
+
+func diffIDMismatch(blobDigest, got, want string) error {
+	return fmt.Errorf("layer blob %s unpacks to %s, config says %s: %w", blobDigest, got, want, errdefs.ErrDataLoss)
+}
+
+// newLayerDir makes the empty dir a layer is unpacked into. Its .tmp-
+// name marks it as incomplete: a restart deletes it.
+func (s *Store) newLayerDir() (string, error) {
+	tmp, err := os.MkdirTemp(s.layersDir(), ".tmp-")
+	if err != nil {
+		return "", fmt.Errorf("create layer dir: %w", err)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("create layer dir: %w", err)
+	}
+	return tmp, nil
+}
+
+// discardLayerDir deletes a layer dir that will not be committed.
+func (s *Store) discardLayerDir(ctx context.Context, dir string) {
+	s.trashPath(ctx, dir)
+	s.emptyTrash(ctx)
+}
+
+// commitLayer makes the verified layer unpacked in tmp durable and
+// publishes it as diffID: synced, renamed to its number, recorded. A crash
+// before the record is durable leaves a dir without a record, which the
+// next load deletes. beforePublish, if set, runs once the layer's files
+// are on disk and before the layer is published (a streamed layer commits
+// its blob there, so that the one sync covers the blob's data too); if it
+// fails, nothing is published. On error the caller deletes tmp if it still
+// exists.
+func (s *Store) commitLayer(ctx context.Context, tmp, diffID string, beforePublish func() error) (*layerRecord, error) {
 	bytes, inodes, err := diskUsage(tmp)
 	if err != nil {
 		return nil, err
 	}
 	// The layer's files must be on disk before its name says it is
 	// complete.
-	if err := syncFS(tmp); err != nil {
+	if err := s.syncs.sync(s.layersDir()); err != nil {
 		return nil, err
+	}
+	if beforePublish != nil {
+		if err := beforePublish(); err != nil {
+			return nil, err
+		}
 	}
 	s.mu.Lock()
 	id := s.nextLayer
@@ -174,15 +251,67 @@ func (s *Store) unpack(ctx context.Context, diffID, blobDigest string) (_ *layer
 	if err := os.Rename(tmp, s.layerPath(id)); err != nil {
 		return nil, fmt.Errorf("commit layer: %w", err)
 	}
-	tmp = s.layerPath(id) // what to remove if recording fails
 	if err := writeJSONAtomic(s.layerPath(id)+".json", rec); err != nil {
+		s.discardLayerDir(ctx, s.layerPath(id))
 		return nil, err
 	}
 	s.mu.Lock()
 	s.layers[diffID] = rec
 	s.mu.Unlock()
-	logger.V(2).Info("Unpacked layer", "diffID", diffID, "dir", s.layerPath(id), "bytes", bytes)
+	klog.FromContext(ctx).V(2).Info("Unpacked layer", "diffID", diffID, "dir", s.layerPath(id), "bytes", bytes)
 	return rec, nil
+}
+
+// syncGroup coalesces syncfs calls on one filesystem. A syncfs flushes
+// everything dirty on the filesystem, so a request is served by the next
+// syncfs to start after it, and that one call serves every request that
+// arrived while the previous one ran: layers that finish together pay for
+// one flush, not one each. A syncfs that started before a request could
+// miss its data, so none is shared backwards.
+type syncGroup struct {
+	mu      sync.Mutex
+	running bool
+	next    *syncRound // requested, not started
+}
+
+type syncRound struct {
+	done chan struct{}
+	err  error
+}
+
+// sync returns once a syncfs of dir's filesystem that started after the
+// call has finished, with its error.
+func (g *syncGroup) sync(dir string) error {
+	g.mu.Lock()
+	if g.next == nil {
+		g.next = &syncRound{done: make(chan struct{})}
+	}
+	r := g.next
+	lead := !g.running
+	if lead {
+		g.running, g.next = true, nil
+	}
+	g.mu.Unlock()
+	if lead {
+		g.run(dir, r)
+	}
+	<-r.done
+	return r.err
+}
+
+// run does round r, then hands the round requested meanwhile, if any, to a
+// goroutine of its own, so that r's caller does not wait for it.
+func (g *syncGroup) run(dir string, r *syncRound) {
+	r.err = syncFS(dir)
+	g.mu.Lock()
+	next := g.next
+	g.next = nil
+	g.running = next != nil
+	g.mu.Unlock()
+	close(r.done)
+	if next != nil {
+		go g.run(dir, next)
+	}
 }
 
 func syncFS(dir string) error {

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 	"k8s.io/klog/v2"
 
 	"github.com/cri-shim/cri-shim/pkg/image/hosts"
@@ -233,9 +234,8 @@ func (s *Store) fetchImage(ctx context.Context, c *registryClient, r Reference, 
 		}
 		blobs = append(blobs, manifestDigest)
 	}
-	rec, err := s.fetchContent(ctx, l, m, func(ctx context.Context, d string, size int64) error {
-		return s.fetchBlob(ctx, c, l, d, size)
-	})
+	src := &registrySource{s: s, c: c, l: l, downloads: semaphore.NewWeighted(downloadJobs)}
+	rec, err := s.fetchContent(ctx, l, m, src)
 	if err != nil {
 		return nil, err
 	}
@@ -248,18 +248,34 @@ func (s *Store) fetchImage(ctx context.Context, c *registryClient, r Reference, 
 	return s.commit(ctx, rec, names)
 }
 
+// blobSource is where fetchContent finds the blobs of an image.
+type blobSource interface {
+	// fetch makes sure blob d, declared as size bytes, is in the content
+	// store, and leases it. It reads no more than size+1 bytes of it, to
+	// detect an overlong blob.
+	fetch(ctx context.Context, d string, size int64) error
+}
+
+// layerStreamer is a blobSource that can unpack a layer while its blob
+// downloads.
+type layerStreamer interface {
+	blobSource
+	// streamLayer stores job.blob, which is not in the content store, and
+	// unpacks it as layer job.diffID from the same read (Store.streamLayer).
+	streamLayer(ctx context.Context, job layerJob) (*layerRecord, error)
+}
+
 // fetchContent makes sure the config and layers of manifest m are stored
-// (fetching them with fetch) and unpacked, and returns the image record
-// without names. Pulls and imports share it. fetch must read no more than
-// the size it is given (plus one byte, to detect an overlong blob).
-func (s *Store) fetchContent(ctx context.Context, l *lease, m *v1.Manifest, fetch func(ctx context.Context, d string, size int64) error) (*imageRecord, error) {
+// (fetching them from src) and unpacked, and returns the image record
+// without names. Pulls and imports share it.
+func (s *Store) fetchContent(ctx context.Context, l *lease, m *v1.Manifest, src blobSource) (*imageRecord, error) {
 	// Every declared size is checked before anything is fetched: the
 	// config's bounds its download, then the read below.
 	if err := checkManifest(m, s.limits); err != nil {
 		return nil, err
 	}
 	cfgDigest := m.Config.Digest.String()
-	if err := fetch(ctx, cfgDigest, m.Config.Size); err != nil {
+	if err := src.fetch(ctx, cfgDigest, m.Config.Size); err != nil {
 		return nil, fmt.Errorf("image config: %w", err)
 	}
 	cfgRaw, err := s.content.readAll(cfgDigest, maxConfigSize)
@@ -270,28 +286,41 @@ func (s *Store) fetchContent(ctx context.Context, l *lease, m *v1.Manifest, fetc
 	if err != nil {
 		return nil, err
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(downloadJobs)
-	for _, lb := range rec.Layers {
-		g.Go(func() error { return fetch(gctx, lb.Digest, lb.Size) })
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(unpackJobs)
-	for i, lb := range rec.Layers {
-		diffID := rec.DiffIDs[i]
-		l.add("layer:" + diffID)
-		g.Go(func() error {
-			_, err := s.ensureLayer(gctx, diffID, lb.Digest)
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
+	if err := s.fetchLayers(ctx, l, rec, src); err != nil {
 		return nil, err
 	}
 	return rec, nil
+}
+
+// fetchLayers makes sure the layers of rec are stored and unpacked. Each
+// layer is unpacked as soon as its own blob is there, or while it
+// downloads, not after the others: at most downloadJobs downloads and
+// unpackJobs unpacks run at once.
+func (s *Store) fetchLayers(ctx context.Context, l *lease, rec *imageRecord, src blobSource) error {
+	unpackSlots := semaphore.NewWeighted(unpackJobs)
+	g, gctx := errgroup.WithContext(ctx)
+	// Enough layers in flight to keep every slot busy: one whose unpack
+	// waits for a slot can meanwhile download.
+	g.SetLimit(downloadJobs + unpackJobs)
+	for i, lb := range rec.Layers {
+		job := layerJob{blob: lb, diffID: rec.DiffIDs[i], src: src, unpackSlots: unpackSlots}
+		// Leased before it is looked up, so that a collection cannot
+		// take it in between.
+		l.add("layer:" + job.diffID)
+		g.Go(func() error { return s.fetchLayer(gctx, job) })
+	}
+	return g.Wait()
+}
+
+// fetchLayer makes sure one layer is unpacked and its blob stored.
+func (s *Store) fetchLayer(ctx context.Context, job layerJob) error {
+	if _, err := s.ensureLayer(ctx, job); err != nil {
+		return err
+	}
+	// The image keeps its layer blobs, also one whose layer was unpacked
+	// already or from another blob with the same diff ID. Usually the
+	// blob is there by now.
+	return job.src.fetch(ctx, job.blob.Digest, job.blob.Size)
 }
 
 // storeBytes stores a manifest or index already in memory.
@@ -306,32 +335,66 @@ func (s *Store) storeBytes(l *lease, d string, raw []byte) error {
 	return s.content.writeBlob(d, int64(len(raw)), bytes.NewReader(raw))
 }
 
-// fetchBlob downloads blob d into the content store unless it is there.
+// registrySource is the blobSource of a pull from one host. It streams
+// layers, and downloads at most downloadJobs blobs at once.
+type registrySource struct {
+	s         *Store
+	c         *registryClient
+	l         *lease
+	downloads *semaphore.Weighted
+}
+
+// fetch downloads blob d into the content store unless it is there.
 // Downloads of one blob from one host with one credential are shared.
-func (s *Store) fetchBlob(ctx context.Context, c *registryClient, l *lease, d string, size int64) error {
-	l.add("blob:" + d)
-	if s.content.has(d) {
+func (r *registrySource) fetch(ctx context.Context, d string, size int64) error {
+	r.l.add("blob:" + d)
+	if r.s.content.has(d) {
 		return nil
 	}
-	_, err := s.blobs.do(ctx, c.key+"|"+d, func(ctx context.Context) (struct{}, error) {
-		if s.content.has(d) {
+	_, err := r.s.blobs.do(ctx, r.c.key+"|"+d, func(ctx context.Context) (struct{}, error) {
+		if r.s.content.has(d) {
 			return struct{}{}, nil
 		}
-		err := c.wd.run(ctx, "fetch blob "+d, func(ctx context.Context) error {
-			layer, err := c.puller.Layer(ctx, c.repo.Digest(d))
-			if err != nil {
-				return err
-			}
-			rc, err := layer.Compressed()
-			if err != nil {
-				return err
-			}
-			defer rc.Close()
-			return s.content.writeBlob(d, size, meteredReader{r: rc, c: s.metrics.bytes})
-		})
-		klog.FromContext(ctx).V(3).Info("Fetched blob", "digest", d, "size", size, "host", c.host.URL(), "err", err)
+		err := r.read(ctx, d, func(body io.Reader) error { return r.s.content.writeBlob(d, size, body) })
 		return struct{}{}, classify(err)
 	})
+	return err
+}
+
+// streamLayer downloads and unpacks a layer at once. It needs no sharing
+// of its own: ensureLayer shares it between all who need the layer, from
+// any host, and fetch of the blob is only asked for once the layer exists.
+func (r *registrySource) streamLayer(ctx context.Context, job layerJob) (*layerRecord, error) {
+	d := job.blob.Digest
+	// Leased before it is committed, so that a collection cannot take it
+	// before the image record refers to it.
+	r.l.add("blob:" + d)
+	rec, err := r.s.streamLayer(ctx, job, func(ctx context.Context, consume func(io.Reader) error) error {
+		return r.read(ctx, d, consume)
+	})
+	return rec, classify(err)
+}
+
+// read downloads blob d, in one of the pull's download slots and under the
+// watchdog, and passes the body to consume.
+func (r *registrySource) read(ctx context.Context, d string, consume func(io.Reader) error) error {
+	if err := r.downloads.Acquire(ctx, 1); err != nil {
+		return context.Cause(ctx)
+	}
+	defer r.downloads.Release(1)
+	err := r.c.wd.run(ctx, "fetch blob "+d, func(ctx context.Context) error {
+		layer, err := r.c.puller.Layer(ctx, r.c.repo.Digest(d))
+		if err != nil {
+			return err
+		}
+		rc, err := layer.Compressed()
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		return consume(meteredReader{r: rc, c: r.s.metrics.bytes})
+	})
+	klog.FromContext(ctx).V(3).Info("Fetched blob", "digest", d, "host", r.c.host.URL(), "err", err)
 	return err
 }
 

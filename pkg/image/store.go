@@ -131,12 +131,16 @@ type Store struct {
 	pulls   flight[*Image]
 	blobs   flight[struct{}]
 	unpacks flight[*layerRecord]
+	// syncs makes unpacked layers durable, coalescing the syncfs calls
+	// of layers that finish together.
+	syncs syncGroup
 
 	// testHook, if set, is called where slow work is about to start with
 	// the locks of that work held: "mount" (PrepareRootfs), "unmount"
 	// (UnmountRootfs, RemoveRootfs), "record" (an image record fsync), "gc"
 	// (a collection, between its snapshot and its deletions). Tests block
-	// in it to show that reads do not wait.
+	// in it to show that reads do not wait. "unpack" (a layer unpack, no
+	// lock held) lets tests count unpacks; it may be called concurrently.
 	testHook func(point string)
 }
 

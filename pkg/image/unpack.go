@@ -156,7 +156,7 @@ func applyTar(ctx context.Context, tr *tar.Reader, dir string, lim limits) error
 		return fmt.Errorf("open layer dir: %w", err)
 	}
 	defer root.Close()
-	u := unpacker{root: root, chown: os.Geteuid() == 0}
+	u := unpacker{root: root, chown: os.Geteuid() == 0, buf: make([]byte, fileCopyBufferSize)}
 	var dirs []*tar.Header
 	var written int64 // bytes entries declare they write
 	for i := 0; ; i++ {
@@ -235,7 +235,11 @@ func cleanName(name string) (string, bool) {
 type unpacker struct {
 	root  *os.Root
 	chown bool
+	buf   []byte // copies file contents, reused for every file of the layer
 }
+
+// fileCopyBufferSize is the size of the writes that fill a layer's files.
+const fileCopyBufferSize = 128 << 10
 
 // at runs fn with a handle on name's parent directory (creating missing
 // parents) and name's last component.
@@ -299,7 +303,9 @@ func (u *unpacker) apply(hdr *tar.Header, name string, r io.Reader) error {
 				return err
 			}
 			f := os.NewFile(uintptr(fd), b)
-			_, err = io.Copy(f, r)
+			// Through our buffer: os.File's ReadFrom would allocate one per
+			// file, and a small one.
+			_, err = io.CopyBuffer(struct{ io.Writer }{f}, r, u.buf)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
