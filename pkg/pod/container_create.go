@@ -28,6 +28,7 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 	// holds the same lock while it lists and stops the pod's containers,
 	// so a container is either in its list or refused here (lock order:
 	// sandbox, then container).
+	took := newPhases()
 	unlockSandbox := m.locks.Lock(sandboxID)
 	defer unlockSandbox()
 	sb, img, targetPid, err := m.containerPrerequisites(sandboxID, cfg)
@@ -64,9 +65,11 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 	if c.ImageVolumes, err = m.imageVolumes(id, cfg); err != nil {
 		return "", err
 	}
+	took.done("check")
 	if err := m.containers.put(id, c); err != nil {
 		return "", err
 	}
+	took.done("record")
 	u.add("delete record", func(context.Context) error { return m.containers.delete(id) })
 	if err := m.fault("container-recorded"); err != nil {
 		return "", err
@@ -76,6 +79,7 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 	if err != nil {
 		return "", fmt.Errorf("prepare the rootfs of %s: %w", id, err)
 	}
+	took.done("rootfs")
 	u.add("remove rootfs", func(ctx context.Context) error { return m.cfg.Images.RemoveRootfs(ctx, id) })
 	if err := m.fault("rootfs-prepared"); err != nil {
 		return "", err
@@ -93,6 +97,7 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 	if err != nil {
 		return "", err
 	}
+	took.done("bundle")
 
 	rt := m.runtimeOf(c)
 	req := monitor.CreateRequest{ID: id, Bundle: bundle, RuntimeBinary: rt.Binary, RuntimeRoot: rt.Root,
@@ -108,6 +113,7 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", id, err)
 	}
+	took.done("runtime")
 	m.exits.track(id)
 	u.add("stop tracking", func(context.Context) error { m.exits.forget(id); return nil })
 	if err := m.fault("container-created"); err != nil {
@@ -126,7 +132,8 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 		return "", err
 	}
 	u.steps = nil
-	logger.V(2).Info("Created container")
+	took.done("state")
+	logger.V(2).Info("Created container", took.keysAndValues()...)
 	m.events.container(c, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
 	return id, nil
 }

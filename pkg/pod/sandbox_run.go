@@ -26,6 +26,7 @@ func podName(md *runtimeapi.PodSandboxMetadata) string {
 // that is already ready (kubelet timed out and asked again) returns the
 // same ID. On failure everything made so far is undone.
 func (m *Manager) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (_ string, retErr error) {
+	took := newPhases()
 	md := cfg.GetMetadata()
 	name := podName(md)
 	id := newID()
@@ -72,9 +73,11 @@ func (m *Manager) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		sb.ShmPath = filepath.Join(m.cfg.State, "shm", id)
 	}
 	// The intent is on disk before the first side effect.
+	took.done("check")
 	if err := m.sandboxes.put(id, sb); err != nil {
 		return "", err
 	}
+	took.done("record")
 	u.add("delete record", func(context.Context) error { return m.sandboxes.delete(id) })
 	if err := m.fault("sandbox-recorded"); err != nil {
 		return "", err
@@ -96,19 +99,22 @@ func (m *Manager) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		u.add("unmount /dev/shm", func(context.Context) error { return unmountShm(sb.ShmPath) })
 	}
 
+	took.done("files")
 	if !hostNet {
 		if err := m.makePodNamespaces(sb, uns, &u); err != nil {
 			return "", err
 		}
+		took.done("namespaces")
 		if err := m.fault("netns-created"); err != nil {
 			return "", err
 		}
 	}
 
-	ips, pid, pauseStart, err := m.startNetworkAndPause(ctx, sb, hostNet, &u)
+	ips, pid, pauseStart, err := m.startNetworkAndPause(ctx, sb, hostNet, &u, took)
 	if err != nil {
 		return "", err
 	}
+	took.done("network and pause")
 
 	sb, err = m.sandboxes.update(id, func(s *Sandbox) error {
 		s.IPs, s.PausePid, s.PauseStartTime = ips, pid, pauseStart
@@ -121,7 +127,8 @@ func (m *Manager) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	if err := m.fault("sandbox-ready"); err != nil {
 		return "", err
 	}
-	logger.V(2).Info("Started pod sandbox", "ips", sb.IPs)
+	took.done("state")
+	logger.V(2).Info("Started pod sandbox", append([]any{"ips", sb.IPs}, took.keysAndValues()...)...)
 	m.events.sandbox(sb, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	return id, nil
 }
@@ -129,11 +136,12 @@ func (m *Manager) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 // startNetworkAndPause attaches the pod network (CNI ADD) and starts the
 // pause container, pushing their undo steps on u. They do not depend on
 // each other (the pause joins the pinned netns, configured or not), so they
-// run at once.
-func (m *Manager) startNetworkAndPause(ctx context.Context, sb *Sandbox, hostNet bool, u *undo) (ips []string, pid int, pauseStart uint64, err error) {
+// run at once. took gets the time of each.
+func (m *Manager) startNetworkAndPause(ctx context.Context, sb *Sandbox, hostNet bool, u *undo, took *phases) (ips []string, pid int, pauseStart uint64, err error) {
 	type netResult struct {
 		ips []string
 		err error
+		d   time.Duration
 	}
 	netc := make(chan netResult, 1)
 	if hostNet {
@@ -141,20 +149,24 @@ func (m *Manager) startNetworkAndPause(ctx context.Context, sb *Sandbox, hostNet
 	} else {
 		u.add("detach network", func(ctx context.Context) error { return m.network.teardown(ctx, sb) })
 		go func() {
+			start := time.Now()
 			ips, err := m.network.setup(ctx, sb)
 			if err == nil {
 				err = m.fault("cni-added")
 			}
-			netc <- netResult{ips, err}
+			netc <- netResult{ips, err, time.Since(start)}
 		}()
 	}
 
+	pauseBegan := time.Now()
 	pid, pauseErr := m.startPause(ctx, sb)
+	took.add("pause", time.Since(pauseBegan))
 	pauseStart = processStartTime(pid)
 	if pid > 0 || errors.Is(pauseErr, errPauseMayExist) {
 		u.add("remove pause container", func(ctx context.Context) error { return m.removePause(ctx, sb.ID, sb.Handler, pid, pauseStart) })
 	}
 	nr := <-netc
+	took.add("cni", nr.d)
 	if err := errors.Join(nr.err, pauseErr); err != nil {
 		return nil, 0, 0, err
 	}
