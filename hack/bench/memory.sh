@@ -12,8 +12,9 @@
 # for notes.
 #
 # rpc: the node at kubelet's default maximum (110 pods x 3 containers), p50
-# and p99 of the list/status/stats/metrics RPCs kubelet calls there (not in
-# "all": it takes ~10 minutes for the three runtimes).
+# and p99 of the list/status/stats/metrics RPCs kubelet calls there, and of
+# RunPodSandbox in 5 bursts of 10 at once on that full node (not in "all":
+# it takes ~12 minutes for the three runtimes).
 #
 #   sudo hack/bench/memory.sh [pss|churn|rpc|all] [SETUP]
 #

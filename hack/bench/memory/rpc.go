@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -16,7 +18,8 @@ import (
 // rpc fills the node to kubelet's default maximum (pods, each with
 // containers sleeping containers) and times the list, status, stats and
 // metrics calls kubelet makes at that density, one at a time as kubelet's
-// PLEG and housekeeping do, printing p50 and p99 of each.
+// PLEG and housekeeping do, printing p50 and p99 of each; then bursts of
+// concurrent RunPodSandbox on that full node.
 func (b *bench) rpc(ctx context.Context, pods, containers, rounds int) error {
 	var podIDs, ctrIDs []string
 	defer func() {
@@ -115,5 +118,46 @@ func (b *bench) rpc(ctx context.Context, pods, containers, rounds int) error {
 		}
 		fmt.Printf("%-24s %-22s %6d %9.2f %9.2f %9.2f\n", b.label, c.name, len(d), q(0.5), q(0.99), q(1))
 	}
+	return b.burst(ctx, burstRounds, burstSize)
+}
+
+// A burst: burstSize RunPodSandbox calls at once on the full node (a
+// deployment scaled up, a node back from maintenance), burstRounds times.
+const burstRounds, burstSize = 5, 10
+
+// burst times each RunPodSandbox of rounds bursts of size concurrent calls
+// (pods without containers, removed after each burst) and prints p50, p99
+// and max over all calls.
+func (b *bench) burst(ctx context.Context, rounds, size int) error {
+	var d []time.Duration
+	var mu sync.Mutex
+	for range rounds {
+		var wg sync.WaitGroup
+		ids := make([]string, size)
+		errs := make([]error, size)
+		for i := range size {
+			wg.Go(func() {
+				t := time.Now()
+				ids[i], errs[i] = b.startPod(ctx, 0)
+				mu.Lock()
+				d = append(d, time.Since(t))
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		for _, id := range ids {
+			if id != "" {
+				b.removePod(context.Background(), id)
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("RunPodSandbox burst: %w", err)
+		}
+	}
+	slices.Sort(d)
+	q := func(p float64) float64 {
+		return float64(d[max(0, int(math.Ceil(p*float64(len(d))))-1)].Microseconds()) / 1000
+	}
+	fmt.Printf("%-24s %-22s %6d %9.2f %9.2f %9.2f\n", b.label, fmt.Sprintf("RunPodSandbox x%d", size), len(d), q(0.5), q(0.99), q(1))
 	return nil
 }
