@@ -90,7 +90,8 @@ func validateContainerConfig(cfg *runtimeapi.ContainerConfig) error {
 	if hasControl(name) || strings.Contains(name, "/") {
 		return invalidf("container name %q has slashes or control characters", name)
 	}
-	if p := cfg.GetLogPath(); p != "" && !filepath.IsLocal(p) {
+	// "." (or "a/..") is local but names the pod's log directory itself.
+	if p := cfg.GetLogPath(); p != "" && (!filepath.IsLocal(p) || filepath.Clean(p) == ".") {
 		// It is joined to the sandbox's log_directory: it must stay inside.
 		return invalidf("container %q: log_path %q must be a relative path inside the pod's log directory", name, p)
 	}

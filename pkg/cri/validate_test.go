@@ -83,6 +83,8 @@ func TestValidateContainerConfig(t *testing.T) {
 		{"name with a slash", func(c *runtimeapi.ContainerConfig) { c.Metadata.Name = "../x" }, "slashes"},
 		{"log path climbing out", func(c *runtimeapi.ContainerConfig) { c.LogPath = "../../../etc/cron.d/x" }, "log_path"},
 		{"absolute log path", func(c *runtimeapi.ContainerConfig) { c.LogPath = "/etc/passwd" }, "log_path"},
+		{"log path naming the log directory", func(c *runtimeapi.ContainerConfig) { c.LogPath = "." }, "log_path"},
+		{"log path climbing back to the log directory", func(c *runtimeapi.ContainerConfig) { c.LogPath = "app/.." }, "log_path"},
 		{"relative working dir", func(c *runtimeapi.ContainerConfig) { c.WorkingDir = "srv" }, "working_dir"},
 		{"NUL in an argument", func(c *runtimeapi.ContainerConfig) { c.Args = []string{"a\x00b"} }, "NUL"},
 		{"env name with '='", func(c *runtimeapi.ContainerConfig) { c.Envs = []*runtimeapi.KeyValue{{Key: "A=B", Value: []byte("c")}} }, "environment"},
