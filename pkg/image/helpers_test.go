@@ -3,6 +3,7 @@ package image
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -211,4 +212,21 @@ func assertNoPartial(t *testing.T, s *Store) {
 			t.Errorf("half-unpacked layer left: %s", e.Name())
 		}
 	}
+}
+
+// errorCase checks a table case's error: err must match want (errors.Is)
+// or, with want nil, be nil. It returns true when the case ends there (it
+// wanted an error).
+func errorCase(t *testing.T, err, want error) bool {
+	t.Helper()
+	if want != nil {
+		if !errors.Is(err, want) {
+			t.Fatalf("err = %v, want %v", err, want)
+		}
+		return true
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return false
 }

@@ -153,32 +153,41 @@ func (s *Store) ensureLayer(ctx context.Context, job layerJob) (*layerRecord, er
 }
 
 // unpack unpacks the stored blob of job as its layer.
-func (s *Store) unpack(ctx context.Context, job layerJob) (_ *layerRecord, retErr error) {
-	s.hook("unpack")
+func (s *Store) unpack(ctx context.Context, job layerJob) (*layerRecord, error) {
 	f, err := s.content.open(job.blob.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("open layer blob: %w", err)
 	}
 	defer f.Close()
+	return s.unpackAside(ctx, job, func(dir string) (string, error) {
+		return s.unpackSlotted(ctx, job, f, dir)
+	}, nil)
+}
+
+// unpackAside makes the layer job.diffID in a new .tmp- dir with fill,
+// which returns the diff ID of what it unpacked, checks that against the
+// image config's, and commits it (commitLayer, with beforePublish). On
+// failure (a bound exceeded included) the half-written dir is trashed and
+// deleted: no partial layer is left.
+func (s *Store) unpackAside(ctx context.Context, job layerJob, fill func(dir string) (string, error), beforePublish func() error) (_ *layerRecord, retErr error) {
+	s.hook("unpack")
 	tmp, err := s.newLayerDir()
 	if err != nil {
 		return nil, err
 	}
-	// On failure (a bound exceeded included) the half-written dir is
-	// trashed and deleted: no partial layer is left.
 	defer func() {
 		if retErr != nil {
 			s.discardLayerDir(ctx, tmp)
 		}
 	}()
-	got, err := s.unpackSlotted(ctx, job, f, tmp)
+	got, err := fill(tmp)
 	if err != nil {
 		return nil, err
 	}
 	if got != job.diffID {
-		return nil, diffIDMismatch(job.blob.Digest, got, job.diffID)
+		return nil, fmt.Errorf("layer blob %s unpacks to %s, config says %s: %w", job.blob.Digest, got, job.diffID, errdefs.ErrDataLoss)
 	}
-	return s.commitLayer(ctx, tmp, job.diffID, nil)
+	return s.commitLayer(ctx, tmp, job.diffID, beforePublish)
 }
 
 // unpackSlotted unpacks r into dir in one of the job's unpack slots, and
@@ -194,10 +203,6 @@ func (s *Store) unpackSlotted(ctx context.Context, job layerJob, r io.Reader, di
 		return "", fmt.Errorf("unpack layer %s: %w", job.diffID, err)
 	}
 	return diffID, nil
-}
-
-func diffIDMismatch(blobDigest, got, want string) error {
-	return fmt.Errorf("layer blob %s unpacks to %s, config says %s: %w", blobDigest, got, want, errdefs.ErrDataLoss)
 }
 
 // newLayerDir makes the empty dir a layer is unpacked into. Its .tmp-

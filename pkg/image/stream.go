@@ -39,30 +39,15 @@ type blobReader func(ctx context.Context, consume func(body io.Reader) error) er
 
 // streamLayer stores job.blob, which is not in the content store, and
 // unpacks it as layer job.diffID, from one read of the blob.
-func (s *Store) streamLayer(ctx context.Context, job layerJob, read blobReader) (_ *layerRecord, retErr error) {
-	s.hook("unpack")
+func (s *Store) streamLayer(ctx context.Context, job layerJob, read blobReader) (*layerRecord, error) {
 	w, err := s.content.writer()
 	if err != nil {
 		return nil, err
 	}
 	defer w.Close() // deletes the ingest file unless committed
-	tmp, err := s.newLayerDir()
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if retErr != nil {
-			s.discardLayerDir(ctx, tmp)
-		}
-	}()
-	got, err := s.receiveAndUnpack(ctx, job, w, tmp, read)
-	if err != nil {
-		return nil, err
-	}
-	if got != job.diffID {
-		return nil, diffIDMismatch(job.blob.Digest, got, job.diffID)
-	}
-	return s.commitLayer(ctx, tmp, job.diffID, func() error {
+	return s.unpackAside(ctx, job, func(dir string) (string, error) {
+		return s.receiveAndUnpack(ctx, job, w, dir, read)
+	}, func() error {
 		// receive verified it already; a blob is never committed under a
 		// name it was not checked against, whatever read did.
 		if err := w.verify(job.blob.Digest, job.blob.Size); err != nil {

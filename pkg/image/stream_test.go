@@ -335,14 +335,8 @@ func TestBlobFollower(t *testing.T) {
 				fl.finish(tc.end)
 			}()
 			got, err := io.ReadAll(fl)
-			if tc.wantErr != nil {
-				if !errors.Is(err, tc.wantErr) {
-					t.Fatalf("err = %v, want %v", err, tc.wantErr)
-				}
+			if errorCase(t, err, tc.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if want := strings.Join(tc.chunks, ""); string(got) != want {
 				t.Errorf("read %d bytes, want %d", len(got), len(want))

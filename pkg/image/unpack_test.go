@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -450,14 +449,8 @@ func TestUnpackCompression(t *testing.T) {
 			s := newSandbox(t)
 			diffID, err := unpackLayer(context.Background(), bytes.NewReader(tc.blob), s.layer, defaultLimits())
 			s.check(t)
-			if tc.wantErr != nil {
-				if !errors.Is(err, tc.wantErr) {
-					t.Fatalf("err = %v, want %v", err, tc.wantErr)
-				}
+			if errorCase(t, err, tc.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if diffID != sha256Hex(raw) {
 				t.Errorf("diffID %s, want %s", diffID, sha256Hex(raw))
