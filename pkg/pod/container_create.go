@@ -28,7 +28,7 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg *ru
 	// holds the same lock while it lists and stops the pod's containers,
 	// so a container is either in its list or refused here (lock order:
 	// sandbox, then container).
-	took := newPhases()
+	took := newPhases(klog.FromContext(ctx).V(2).Enabled())
 	unlockSandbox := m.locks.Lock(sandboxID)
 	defer unlockSandbox()
 	sb, img, targetPid, err := m.containerPrerequisites(sandboxID, cfg)

@@ -6,7 +6,7 @@ import (
 )
 
 func TestPhases(t *testing.T) {
-	p := newPhases()
+	p := newPhases(true)
 	time.Sleep(2 * time.Millisecond)
 	p.done("first")
 	p.add("beside", 1500*time.Microsecond)
@@ -32,5 +32,14 @@ func TestPhases(t *testing.T) {
 	}
 	if total, _ := time.ParseDuration(kv[7].(string)); total < 2*time.Millisecond {
 		t.Errorf("total = %v, want >= 2ms", total)
+	}
+}
+
+func TestPhasesDisabled(t *testing.T) {
+	p := newPhases(false)
+	p.done("first")
+	p.add("beside", time.Millisecond)
+	if kv := p.keysAndValues(); kv != nil {
+		t.Errorf("disabled phases recorded %v", kv)
 	}
 }

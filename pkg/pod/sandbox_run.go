@@ -26,7 +26,7 @@ func podName(md *runtimeapi.PodSandboxMetadata) string {
 // that is already ready (kubelet timed out and asked again) returns the
 // same ID. On failure everything made so far is undone.
 func (m *Manager) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (_ string, retErr error) {
-	took := newPhases()
+	took := newPhases(klog.FromContext(ctx).V(2).Enabled())
 	md := cfg.GetMetadata()
 	name := podName(md)
 	id := newID()
