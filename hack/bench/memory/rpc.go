@@ -110,13 +110,7 @@ func (b *bench) rpc(ctx context.Context, pods, containers, rounds int) error {
 			fmt.Printf("%-24s %-22s %s\n", b.label, c.name, what)
 			continue
 		}
-		slices.Sort(d)
-		// Nearest rank: the smallest value with at least p of the calls at
-		// or below it.
-		q := func(p float64) float64 {
-			return float64(d[max(0, int(math.Ceil(p*float64(len(d))))-1)].Microseconds()) / 1000
-		}
-		fmt.Printf("%-24s %-22s %6d %9.2f %9.2f %9.2f\n", b.label, c.name, len(d), q(0.5), q(0.99), q(1))
+		b.printLatencies(c.name, d)
 	}
 	return b.burst(ctx, burstRounds, burstSize)
 }
@@ -129,9 +123,8 @@ const burstRounds, burstSize = 5, 10
 // (pods without containers, removed after each burst) and prints p50, p99
 // and max over all calls.
 func (b *bench) burst(ctx context.Context, rounds, size int) error {
-	var d []time.Duration
-	var mu sync.Mutex
-	for range rounds {
+	d := make([]time.Duration, rounds*size)
+	for r := range rounds {
 		var wg sync.WaitGroup
 		ids := make([]string, size)
 		errs := make([]error, size)
@@ -139,9 +132,7 @@ func (b *bench) burst(ctx context.Context, rounds, size int) error {
 			wg.Go(func() {
 				t := time.Now()
 				ids[i], errs[i] = b.startPod(ctx, 0)
-				mu.Lock()
-				d = append(d, time.Since(t))
-				mu.Unlock()
+				d[r*size+i] = time.Since(t)
 			})
 		}
 		wg.Wait()
@@ -154,10 +145,18 @@ func (b *bench) burst(ctx context.Context, rounds, size int) error {
 			return fmt.Errorf("RunPodSandbox burst: %w", err)
 		}
 	}
+	b.printLatencies(fmt.Sprintf("RunPodSandbox x%d", size), d)
+	return nil
+}
+
+// printLatencies prints a row of the table: the count, p50, p99 and max of
+// the calls d (sorted here) in ms.
+func (b *bench) printLatencies(name string, d []time.Duration) {
 	slices.Sort(d)
+	// Nearest rank: the smallest value with at least p of the calls at or
+	// below it.
 	q := func(p float64) float64 {
 		return float64(d[max(0, int(math.Ceil(p*float64(len(d))))-1)].Microseconds()) / 1000
 	}
-	fmt.Printf("%-24s %-22s %6d %9.2f %9.2f %9.2f\n", b.label, fmt.Sprintf("RunPodSandbox x%d", size), len(d), q(0.5), q(0.99), q(1))
-	return nil
+	fmt.Printf("%-24s %-22s %6d %9.2f %9.2f %9.2f\n", b.label, name, len(d), q(0.5), q(0.99), q(1))
 }
