@@ -31,7 +31,7 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 OUT=${VM_OUT:-/out}
 TOOLS=${VM_TOOLS:-/tools}
 IMAGE=registry.k8s.io/e2e-test-images/busybox:1.29-2
-NODE=vm-node
+NODE=vm-node # install_kubelet's node name (lib-node.sh)
 KUBECONFIG=/etc/kubernetes/admin.conf
 export KUBECONFIG
 
@@ -67,7 +67,7 @@ info=$(crictl info)
 check "cri-shim offers the crun handler" grep -q '"name": "crun"' <<<"$info"
 
 log "starting etcd and kube-apiserver ($("$TOOLS/bin/kube-apiserver" --version))"
-mkdir -p /etc/kubernetes /var/lib/kubelet
+mkdir -p /etc/kubernetes
 TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 echo "$TOKEN,admin,admin,system:masters" >/etc/kubernetes/tokens.csv
 # etcd's data on tmpfs: the VM is thrown away, and TCG makes fsync slow.
@@ -110,25 +110,7 @@ until kctl get --raw /readyz >/dev/null 2>&1; do
 done
 log "kube-apiserver is ready after $((SECONDS - start))s"
 
-[[ -s /etc/resolv.conf ]] || echo 'nameserver 127.0.0.1' >/etc/resolv.conf
-printf '%s\n' \
-	'apiVersion: kubelet.config.k8s.io/v1beta1' \
-	'kind: KubeletConfiguration' \
-	"containerRuntimeEndpoint: unix://$SOCK" \
-	'authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}' \
-	'authorization: {mode: AlwaysAllow}' \
-	'address: 127.0.0.1' >/etc/kubernetes/kubelet.yaml
-printf '%s\n' \
-	'[Unit]' \
-	'Description=kubelet (one-node cluster)' \
-	'After=cri-shim.service kube-apiserver.service' \
-	'Wants=cri-shim.service' \
-	'' \
-	'[Service]' \
-	"ExecStart=$TOOLS/bin/kubelet --config=/etc/kubernetes/kubelet.yaml --kubeconfig=$KUBECONFIG --hostname-override=$NODE --v=2" \
-	'Restart=always' \
-	'RestartSec=2' >/etc/systemd/system/kubelet.service
-systemctl daemon-reload
+install_kubelet 'one-node cluster' '' "--kubeconfig=$KUBECONFIG"
 systemctl start kubelet
 
 node_ready() {

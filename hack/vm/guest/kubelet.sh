@@ -44,29 +44,10 @@ trap stop_registry EXIT
 node_setup
 crictl pull "$IMAGE" >/dev/null
 
-mkdir -p /etc/kubernetes "$MANIFESTS" /var/lib/kubelet
-# kubelet gives pods the node's resolv.conf; the VM has no network, so no
-# lookup may leave it.
-[[ -s /etc/resolv.conf ]] || echo 'nameserver 127.0.0.1' >/etc/resolv.conf
-printf '%s\n' \
-	'apiVersion: kubelet.config.k8s.io/v1beta1' \
-	'kind: KubeletConfiguration' \
-	"containerRuntimeEndpoint: unix://$SOCK" \
-	"staticPodPath: $MANIFESTS" \
-	'authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}' \
-	'authorization: {mode: AlwaysAllow}' \
-	'address: 127.0.0.1' \
-	'readOnlyPort: 10255' >/etc/kubernetes/kubelet.yaml
-printf '%s\n' \
-	'[Unit]' \
-	'Description=kubelet (standalone, static pods)' \
-	'After=cri-shim.service' \
-	'Wants=cri-shim.service' \
-	'' \
-	'[Service]' \
-	"ExecStart=$TOOLS/bin/kubelet --config=/etc/kubernetes/kubelet.yaml --hostname-override=vm-node --v=2" \
-	'Restart=always' \
-	'RestartSec=2' >/etc/systemd/system/kubelet.service
+mkdir -p "$MANIFESTS"
+# Static pods, and the read-only port on loopback for /stats/summary.
+install_kubelet 'standalone, static pods' "staticPodPath: $MANIFESTS
+readOnlyPort: 10255"
 
 # pod_manifest NAME RESOURCES COMMAND: a static pod with one container "main".
 pod_manifest() {
@@ -93,7 +74,6 @@ pod_manifest burstable '{requests: {cpu: 50m, memory: 32Mi}, limits: {cpu: 200m,
 pod_manifest oom '{requests: {memory: 16Mi}, limits: {memory: 16Mi}}' 'tail /dev/zero' >"$MANIFESTS/oom.yaml"
 
 log "starting kubelet $("$TOOLS/bin/kubelet" --version)"
-systemctl daemon-reload
 systemctl start kubelet
 
 # ctr_of POD: the ID of the running container "main" of a static pod.

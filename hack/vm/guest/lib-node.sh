@@ -88,3 +88,39 @@ node_setup() {
 	timeout: 60
 	EOF
 }
+
+# install_kubelet DESCRIPTION EXTRA_CONFIG [KUBELET FLAG...]: kubelet as a
+# systemd unit (not started) with what every guest node sets: the CRI
+# endpoint (node_setup's SOCK), no API server authentication, the server
+# on loopback, node name vm-node, and its DEFAULT cgroup settings (no
+# failCgroupV1, no cgroupDriver: it takes the driver from cri-shim).
+# EXTRA_CONFIG: more KubeletConfiguration lines, newline-separated.
+install_kubelet() {
+	local desc=$1 extra=$2
+	shift 2
+	mkdir -p /etc/kubernetes /var/lib/kubelet
+	# kubelet gives pods the node's resolv.conf; the VM has no network, so no
+	# lookup may leave it.
+	[[ -s /etc/resolv.conf ]] || echo 'nameserver 127.0.0.1' >/etc/resolv.conf
+	{
+		printf '%s\n' \
+			'apiVersion: kubelet.config.k8s.io/v1beta1' \
+			'kind: KubeletConfiguration' \
+			"containerRuntimeEndpoint: unix://$SOCK" \
+			'authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}' \
+			'authorization: {mode: AlwaysAllow}' \
+			'address: 127.0.0.1'
+		[[ -z $extra ]] || printf '%s\n' "$extra"
+	} >/etc/kubernetes/kubelet.yaml
+	printf '%s\n' \
+		'[Unit]' \
+		"Description=kubelet ($desc)" \
+		'After=cri-shim.service' \
+		'Wants=cri-shim.service' \
+		'' \
+		'[Service]' \
+		"ExecStart=$TOOLS/bin/kubelet --config=/etc/kubernetes/kubelet.yaml --hostname-override=vm-node --v=2${*:+ $*}" \
+		'Restart=always' \
+		'RestartSec=2' >/etc/systemd/system/kubelet.service
+	systemctl daemon-reload
+}
